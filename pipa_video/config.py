@@ -1,0 +1,243 @@
+"""Config loading: mmengine's Python configs (``_base_`` inheritance, ``--cfg-options``), validated.
+
+Every key a config may hold is declared in ``SCHEMA`` with its type and default. ``load_config``
+merges the file onto the defaults, applies command-line overrides, and fails on the first unknown
+key or badly typed value, naming it (``data.source.crop_sise: unknown key; did you mean crop_size``).
+Builders read the validated config; objects below them take plain keyword arguments.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the CLI)
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the dotted key."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A leaf of the schema: allowed types, default, optional choices, optional nullability."""
+
+    types: tuple[type, ...]
+    default: Any
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+
+
+def opt(types: type | tuple[type, ...], default: Any = None, *, choices: Iterable[Any] | None = None,
+        nullable: bool | None = None) -> Spec:
+    types = types if isinstance(types, tuple) else (types,)
+    if float in types and int not in types:
+        types = types + (int,)  # 1 is a fine float
+    if tuple in types or list in types:
+        types = tuple(set(types) | {tuple, list})
+    return Spec(types, default, tuple(choices) if choices is not None else None,
+                default is None if nullable is None else nullable)
+
+
+def _dataset(**overrides: Spec) -> dict:
+    """Schema of one dataset section (source, target, val, test)."""
+    spec = dict(
+        index=opt(str),  # index directory written by data_tools/prepare_*.py
+        root=opt(str),  # overrides the data root recorded in the index's meta.json
+        offsets=opt(list, []),  # reference frames relative to the key frame, e.g. [-1]
+        keys=opt(str, "labelled", choices=("labelled", "all")),  # which frames can be key frames
+        boundary=opt(str, "clamp", choices=("clamp", "skip")),  # reference frames past a sequence end
+        resize=opt(tuple, nullable=True),  # (w, h) every frame is resized to first, or None
+        ratio_range=opt(tuple, nullable=True),  # random rescale of that size, e.g. (0.5, 2.0)
+        crop_size=opt(tuple, nullable=True),  # (h, w) random crop, or None
+        cat_max_ratio=opt(float, 1.0),  # crop retries while one class fills more than this
+        flip_prob=opt(float, 0.0),
+        photometric=opt(bool, False),  # per-frame brightness/contrast/saturation/hue jitter
+    )
+    spec.update(overrides)
+    return spec
+
+
+SCHEMA: dict = dict(
+    class_set=opt(str, "cityscapes19"),  # what the model predicts; indexes must agree
+    data=dict(
+        source=_dataset(
+            rcs=dict(
+                enabled=opt(bool, False),  # rare-class sampling of source key frames
+                temperature=opt(float, 0.01),
+                min_pixels=opt(int, 3000),
+            ),
+        ),
+        target=_dataset(),
+        val=_dataset(),
+        test=_dataset(),
+        source_batch_size=opt(int, 2),
+        target_batch_size=opt(int, 2),
+        num_workers=opt(int, 4),
+        mean=opt(tuple, (123.675, 116.28, 103.53)),
+        std=opt(tuple, (58.395, 57.12, 57.375)),
+    ),
+    model=dict(
+        backbone=dict(
+            type=opt(str, "mit_b5"),  # mit_b0..mit_b5, resnet101
+            pretrained=opt(str),  # local path to ImageNet weights (official mit_bX.pth or converted)
+            drop_path_rate=opt(float, 0.1),
+        ),
+        decode_head=dict(
+            type=opt(str, "daformer", choices=("daformer", "segformer")),
+            channels=opt(int, 256),
+            dropout=opt(float, 0.1),
+        ),
+    ),
+    uda=dict(
+        method=opt(str, "self_training", choices=("source_only", "self_training")),
+        ema_alpha=opt(float, 0.999),
+        pseudo_threshold=opt(float, 0.968),
+        pseudo_weight=opt(str, "image", choices=("image", "pixel")),
+        pseudo_ignore_top=opt(int, 0),  # rows at the top of target frames left out of pseudo-labels
+        pseudo_ignore_bottom=opt(int, 0),
+        color_jitter_strength=opt(float, 0.2),
+        color_jitter_prob=opt(float, 0.2),
+        blur=opt(bool, True),
+        fd_weight=opt(float, 0.005),  # ImageNet feature distance; on only with pretrained weights
+        fd_classes=opt(list, ["traffic light", "traffic sign", "person", "rider", "car", "truck",
+                               "bus", "train", "motorcycle", "bicycle"]),
+        fd_scale_min_ratio=opt(float, 0.75),
+        pixel_contrast=dict(
+            weight=opt(float, 0.0),  # alpha; 0 switches the term off
+            tau=opt(float, 0.1),
+            proj_dim=opt(int, 256),
+            anchors_per_class=opt(int, 64),
+            bank_size=opt(int, 200),  # memory-bank entries per class
+            use_target=opt(bool, False),  # also confident target pseudo-labels
+            hard_ratio=opt(float, 0.5),  # share of anchors that the student misclassifies
+        ),
+        patch_contrast=dict(
+            weight=opt(float, 0.0),  # beta
+            tau=opt(float, 0.1),
+            proj_dim=opt(int, 256),
+            iou_range=opt(tuple, (0.1, 1.0)),
+            crop_ratio=opt(float, 0.75),  # each crop's side as a share of the image side
+            num_anchors=opt(int, 1024),
+        ),
+        temporal_contrast=dict(
+            weight=opt(float, 0.0),  # gamma
+            tau=opt(float, 0.1),
+            proj_dim=opt(int, 256),
+            reference=opt(str, "teacher", choices=("student", "teacher")),
+            confidence=opt(float, 0.968),
+            num_anchors=opt(int, 1024),
+            use_source=opt(bool, False),
+        ),
+    ),
+    optimizer=dict(
+        lr=opt(float, 6e-5),
+        head_lr_mult=opt(float, 10.0),
+        weight_decay=opt(float, 0.01),
+        betas=opt(tuple, (0.9, 0.999)),
+    ),
+    schedule=dict(
+        iters=opt(int, 40000),
+        warmup_iters=opt(int, 1500),
+        warmup_ratio=opt(float, 1e-6),
+        power=opt(float, 1.0),
+        min_lr=opt(float, 0.0),
+    ),
+    evaluation=dict(
+        protocol=opt(str, "davsn", choices=("davsn", "unified")),
+        mode=opt(str, "whole", choices=("whole", "slide")),
+        resize=opt(tuple, nullable=True),  # (w, h) network input; logits go back to label size
+        window=opt(tuple, (1024, 1024)),  # slide inference window (h, w)
+        stride=opt(tuple, (512, 512)),
+        flip=opt(bool, False),
+        scales=opt(list, [1.0]),
+        interval=opt(int, 4000),  # iterations between evaluations on data.val
+    ),
+    runtime=dict(
+        seed=opt(int, 0),
+        amp=opt(bool, True),  # bf16 autocast on CUDA; always off on CPU
+        log_interval=opt(int, 50),
+        checkpoint_interval=opt(int, 4000),
+        keep_checkpoints=opt(int, 2),
+        device=opt(str, "auto", choices=("auto", "cpu", "cuda")),
+    ),
+)
+
+
+def _check(node: Any, schema: Any, path: str) -> Any:
+    """Return ``node`` merged onto the schema defaults, raising ``ConfigError`` on the first fault."""
+    if isinstance(schema, Spec):
+        if node is None:
+            if schema.nullable or schema.default is None:
+                return None
+            raise ConfigError(f"{path}: None is not allowed (expected {_type_names(schema.types)})")
+        if isinstance(node, bool) and bool not in schema.types:
+            raise ConfigError(f"{path}: got bool {node!r}, expected {_type_names(schema.types)}")
+        if not isinstance(node, schema.types):
+            raise ConfigError(f"{path}: got {type(node).__name__} {node!r}, expected {_type_names(schema.types)}")
+        if schema.choices is not None and node not in schema.choices:
+            raise ConfigError(f"{path}: {node!r} is not one of {list(schema.choices)}")
+        return node
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"{path}: expected a dict of {sorted(schema)}, got {type(node).__name__}")
+    unknown = [k for k in node if k not in schema]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(schema), n=1)
+        hint = f"; did you mean {close[0]!r}" if close else f"; allowed keys: {sorted(schema)}"
+        raise ConfigError(f"{_join(path, key)}: unknown key{hint}")
+    return {k: _check(node.get(k, _default(sub)), sub, _join(path, k)) for k, sub in schema.items()}
+
+
+def _default(schema: Any) -> Any:
+    if isinstance(schema, Spec):
+        return copy.deepcopy(schema.default)
+    return {k: _default(v) for k, v in schema.items()}
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join(sorted({t.__name__ for t in types}))
+
+
+def default_config() -> Config:
+    return Config(_default(SCHEMA))
+
+
+def validate(cfg: Mapping) -> Config:
+    """Validate a config dict (minus mmengine's bookkeeping keys) and fill in every default."""
+    plain = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
+    return Config(_check(_to_plain(plain), SCHEMA, ""))
+
+
+def _to_plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {k: _to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_to_plain(v) for v in node]
+    return node
+
+
+def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load a Python config file with ``_base_`` inheritance, apply ``key=value`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    cfg = Config.fromfile(str(path))
+    if overrides:
+        cfg.merge_from_dict(dict(overrides))
+    return validate(cfg.to_dict())
+
+
+def dump_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config next to a run (temp file, then rename)."""
+    from pipa_video.data.index import atomic_write_text
+
+    plain = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
+    atomic_write_text(path, Config(plain).pretty_text)
