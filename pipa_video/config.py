@@ -100,7 +100,9 @@ SCHEMA: dict = dict(
         pseudo_ignore_top=opt(int, 0),  # rows at the top of target frames left out of pseudo-labels
         pseudo_ignore_bottom=opt(int, 0),
         color_jitter_strength=opt(float, 0.2),
-        color_jitter_prob=opt(float, 0.2),
+        # Probability of APPLYING the jitter. DAFormer's code passes p=0.2 but jitters when
+        # uniform() > p, i.e. with probability 0.8; we keep its behaviour and name it plainly.
+        color_jitter_prob=opt(float, 0.8),
         blur=opt(bool, True),
         fd_weight=opt(float, 0.005),  # ImageNet feature distance; on only with pretrained weights
         fd_classes=opt(list, ["traffic light", "traffic sign", "person", "rider", "car", "truck",

@@ -1,0 +1,56 @@
+"""The mean teacher: an EMA copy of the student, pinned to eval mode, never trained by gradients."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def ema_alpha(iteration: int, *, max_alpha: float) -> float:
+    """DAFormer's ramp: alpha = min(1 - 1 / (it + 1), max_alpha); iteration 0 copies the student."""
+    return min(1.0 - 1.0 / (iteration + 1), max_alpha)
+
+
+class EMATeacher(nn.Module):
+    """Holds ``model``, an exponential moving average of the student's whole state.
+
+    Floating-point parameters AND buffers (BatchNorm running statistics) are averaged; integer
+    buffers (``num_batches_tracked``) are copied. The teacher stays in eval mode whatever
+    ``.train()`` is called with, so dropout and BatchNorm statistics never change in a teacher
+    forward.
+    """
+
+    def __init__(self, student: nn.Module, *, max_alpha: float) -> None:
+        super().__init__()
+        self.max_alpha = max_alpha
+        self.model = copy.deepcopy(student)
+        self.model.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "EMATeacher":
+        return super().train(False)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, *, iteration: int) -> None:
+        alpha = ema_alpha(iteration, max_alpha=self.max_alpha)
+        t_params = list(self.model.parameters())
+        s_params = [p.detach() for p in student.parameters()]
+        if len(t_params) != len(s_params):
+            raise RuntimeError("teacher and student have different parameter lists")
+        torch._foreach_mul_(t_params, alpha)
+        torch._foreach_add_(t_params, s_params, alpha=1.0 - alpha)
+        t_float, s_float = [], []
+        for t_buf, s_buf in zip(self.model.buffers(), student.buffers()):
+            if t_buf.is_floating_point():
+                t_float.append(t_buf)
+                s_float.append(s_buf.detach())
+            else:
+                t_buf.copy_(s_buf)
+        if t_float:
+            torch._foreach_mul_(t_float, alpha)
+            torch._foreach_add_(t_float, s_float, alpha=1.0 - alpha)
+
+    def forward(self, *args, **kwargs):
+        with torch.no_grad():
+            return self.model(*args, **kwargs)

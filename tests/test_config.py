@@ -1,0 +1,63 @@
+"""Config loading: _base_ inheritance, --cfg-options overrides, and failures that name the key."""
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipa_video.config import ConfigError, dump_config, load_config
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    _write(tmp_path / "_base_" / "data.py", """
+        class_set = 'viper15'
+        data = dict(source=dict(index='a', crop_size=(64, 64)), source_batch_size=3)
+    """)
+    cfg_file = _write(tmp_path / "exp.py", """
+        _base_ = ['./_base_/data.py']
+        data = dict(source=dict(crop_size=(32, 32)))
+        schedule = dict(iters=10)
+    """)
+    cfg = load_config(cfg_file, overrides={"schedule.iters": 7, "uda.pixel_contrast.weight": 0.1})
+    assert cfg.class_set == "viper15"
+    assert cfg.data.source.index == "a" and tuple(cfg.data.source.crop_size) == (32, 32)
+    assert cfg.data.source_batch_size == 3
+    assert cfg.schedule.iters == 7 and cfg.uda.pixel_contrast.weight == 0.1
+    assert cfg.optimizer.lr == 6e-5  # defaults filled in
+
+
+@pytest.mark.parametrize("body, message", [
+    ("data = dict(source=dict(crop_sise=(1, 1)))", "data.source.crop_sise: unknown key; did you mean 'crop_size'"),
+    ("uda = dict(method='dacs')", "uda.method: 'dacs' is not one of"),
+    ("schedule = dict(iters='many')", "schedule.iters: got str"),
+    ("runtime = dict(amp=1)", "runtime.amp: got int"),
+    ("optimiser = dict(lr=1.0)", "optimiser: unknown key; did you mean 'optimizer'"),
+])
+def test_bad_keys_and_values_fail_at_load_time_naming_the_key(tmp_path, body, message):
+    cfg_file = _write(tmp_path / "bad.py", body)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(cfg_file)
+
+
+def test_bad_override_fails_naming_the_key(tmp_path):
+    cfg_file = _write(tmp_path / "ok.py", "schedule = dict(iters=10)")
+    with pytest.raises(ConfigError, match="schedule.itres: unknown key"):
+        load_config(cfg_file, overrides={"schedule.itres": 5})
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.py not found"):
+        load_config(tmp_path / "nope.py")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(_write(tmp_path / "c.py", "schedule = dict(iters=12)"))
+    dump_config(cfg, tmp_path / "run" / "config.py")
+    again = load_config(tmp_path / "run" / "config.py")
+    assert again.to_dict() == cfg.to_dict()
+    assert not list((tmp_path / "run").glob("*.tmp"))
