@@ -156,13 +156,13 @@ SCHEMA: dict = dict(
         stride=opt(tuple, (512, 512)),
         flip=opt(bool, False),
         scales=opt(list, [1.0]),
-        interval=opt(int, 4000),  # iterations between evaluations on data.val
     ),
     runtime=dict(
         seed=opt(int, 0),
         amp=opt(bool, True),  # bf16 autocast on CUDA; always off on CPU
         log_interval=opt(int, 50),
         checkpoint_interval=opt(int, 4000),
+        eval_interval=opt(int, 4000),  # iterations between evaluations on data.val (when set)
         keep_checkpoints=opt(int, 2),
         device=opt(str, "auto", choices=("auto", "cpu", "cuda")),
     ),

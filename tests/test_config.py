@@ -61,3 +61,26 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "run" / "config.py")
     assert again.to_dict() == cfg.to_dict()
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED = sorted(p for p in CONFIG_DIR.rglob("*.py") if "_base_" not in p.parts)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(CONFIG_DIR)) for p in SHIPPED])
+def test_every_shipped_config_loads_and_validates(path):
+    cfg = load_config(path)
+    assert cfg.data.source.index, "every config names its source index"
+
+
+def test_paper_settings_in_benchmark_configs():
+    for path in SHIPPED:
+        if "demo" in path.name:
+            continue
+        cfg = load_config(path)
+        assert cfg.model.backbone.type == "mit_b5" and cfg.schedule.iters == 40000
+        assert tuple(cfg.data.source.crop_size) == (512, 512)
+        assert cfg.data.source_batch_size == 2 and cfg.data.target_batch_size == 2
+        if path.parent.name == "pipa++":
+            assert cfg.uda.pixel_contrast.weight == cfg.uda.patch_contrast.weight == 0.1
+            assert cfg.uda.temporal_contrast.weight == 0.1

@@ -1,0 +1,1 @@
+uda = dict(method='source_only')  # supervised source loss only: the lower baseline
