@@ -1,0 +1,71 @@
+"""Builders: the one place the ``model`` config section is read."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import Tensor, nn
+
+from pipa_video.config import ConfigError
+from pipa_video.models.backbones import build_backbone
+from pipa_video.models.heads import build_decode_head
+from pipa_video.models.segmentor import Segmentor
+
+
+def _get(cfg: Mapping, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"model.{dotted}: missing (validate the config with pipa_video.config)")
+        node = node[part]
+    return node
+
+
+def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor:
+    """Backbone (random init, or ImageNet weights from ``model.backbone.pretrained``) + decode head."""
+    backbone = build_backbone(
+        _get(model_cfg, "backbone.type"),
+        pretrained=_get(model_cfg, "backbone.pretrained"),
+        drop_path_rate=float(_get(model_cfg, "backbone.drop_path_rate")),
+    )
+    head = build_decode_head(
+        _get(model_cfg, "decode_head.type"),
+        in_channels=[info["num_chs"] for info in backbone.feature_info],
+        num_classes=num_classes,
+        channels=int(_get(model_cfg, "decode_head.channels")),
+        dropout=float(_get(model_cfg, "decode_head.dropout")),
+    )
+    return Segmentor(backbone=backbone, decode_head=head, num_classes=num_classes)
+
+
+class FrozenBackbone(nn.Module):
+    """A backbone with no trainable parameters that stays in eval mode, whatever ``.train()`` says.
+
+    Keeping eval mode matters for BN backbones (ResNet): the ImageNet reference features of the
+    feature-distance loss must not drift with the running statistics of the training data.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone.eval()
+        self.backbone.requires_grad_(False)
+        self.feature_info = getattr(backbone, "feature_info", None)
+
+    def train(self, mode: bool = True) -> "FrozenBackbone":
+        super().train(False)
+        return self
+
+    def forward(self, img: Tensor) -> list[Tensor]:
+        return self.backbone(img)
+
+
+def build_imagenet_backbone(model_cfg: Mapping) -> FrozenBackbone:
+    """A frozen copy of the configured backbone with its ImageNet weights (feature-distance loss).
+
+    Requires ``model.backbone.pretrained``: without ImageNet weights the distance has no meaning.
+    """
+    pretrained = _get(model_cfg, "backbone.pretrained")
+    if pretrained is None:
+        raise ConfigError("model.backbone.pretrained: the ImageNet feature distance needs ImageNet weights; "
+                          "set it or switch the loss off (uda.fd_weight=0)")
+    backbone = build_backbone(_get(model_cfg, "backbone.type"), pretrained=pretrained, drop_path_rate=0.0)
+    return FrozenBackbone(backbone)

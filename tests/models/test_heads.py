@@ -1,0 +1,79 @@
+"""DAFormer and SegFormer decode heads: shapes, structure, every level used."""
+import pytest
+import torch
+from torch import nn
+
+from pipa_video.models.heads import (DAFormerHead, DepthwiseSeparableConvBNReLU, SegFormerHead,
+                                     build_decode_head)
+
+IN_CHANNELS = (16, 32, 64, 128)
+
+
+def _features(batch=2, size=(64, 96), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, c, size[0] // r, size[1] // r, generator=gen)
+            for c, r in zip(IN_CHANNELS, (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize("head_cls", [DAFormerHead, SegFormerHead])
+def test_head_returns_stride4_logits_and_fused_feature(head_cls):
+    head = head_cls(in_channels=IN_CHANNELS, num_classes=7, channels=24, dropout=0.1).eval()
+    logits, fused = head(_features())
+    assert logits.shape == (2, 7, 16, 24)
+    assert fused.shape == (2, 24, 16, 24)
+    assert head.channels == 24
+    # the logits are the classifier applied to the returned feature (dropout is off in eval)
+    torch.testing.assert_close(logits, head.conv_seg(fused))
+
+
+@pytest.mark.parametrize("head_cls", [DAFormerHead, SegFormerHead])
+def test_every_level_reaches_the_output(head_cls):
+    head = head_cls(in_channels=IN_CHANNELS, num_classes=5, channels=16, dropout=0.0).eval()
+    feats = _features()
+    with torch.no_grad():
+        base, _ = head(feats)
+        for level in range(4):
+            changed = list(feats)
+            changed[level] = changed[level] + 1.0
+            assert not torch.allclose(head(changed)[0], base), f"level {level} ignored"
+
+
+def test_daformer_fusion_is_the_sepaspp_design():
+    head = DAFormerHead(in_channels=IN_CHANNELS, num_classes=19, channels=32)
+    assert [type(m).__name__ for m in head.embed_layers] == ["MLPEmbed"] * 4
+    assert all(m.proj.out_features == 32 for m in head.embed_layers)
+    branches = head.fuse_layer.aspp_modules
+    assert len(branches) == 4
+    assert branches[0].conv.kernel_size == (1, 1) and branches[0].conv.in_channels == 4 * 32
+    for branch, dilation in zip(branches[1:], (6, 12, 18)):
+        assert isinstance(branch, DepthwiseSeparableConvBNReLU)
+        dw = branch.depthwise_conv.conv
+        assert dw.kernel_size == (3, 3) and dw.dilation == (dilation, dilation) and dw.padding == (dilation, dilation)
+        assert dw.groups == dw.in_channels == 4 * 32
+        assert isinstance(branch.depthwise_conv.bn, nn.BatchNorm2d)
+        assert branch.pointwise_conv.conv.kernel_size == (1, 1)
+    bottleneck = head.fuse_layer.bottleneck
+    assert bottleneck.conv.in_channels == 4 * 32 and bottleneck.conv.kernel_size == (3, 3)
+    assert isinstance(head.dropout, nn.Dropout2d) and head.dropout.p == 0.1
+
+
+def test_dropout_acts_in_training_only():
+    head = DAFormerHead(in_channels=IN_CHANNELS, num_classes=3, channels=16, dropout=0.5)
+    feats = _features(batch=1)
+    head.train()
+    torch.manual_seed(0)
+    a, _ = head(feats)
+    torch.manual_seed(1)
+    b, _ = head(feats)
+    assert not torch.allclose(a, b)
+    head.eval()
+    torch.testing.assert_close(head(feats)[0], head(feats)[0])
+
+
+def test_build_decode_head_names_and_errors():
+    assert isinstance(build_decode_head("segformer", in_channels=IN_CHANNELS, num_classes=2, channels=8,
+                                        dropout=0.0), SegFormerHead)
+    with pytest.raises(ValueError, match="unknown decode head 'hrda'.*daformer.*segformer"):
+        build_decode_head("hrda", in_channels=IN_CHANNELS, num_classes=2, channels=8, dropout=0.0)
+    with pytest.raises(ValueError, match="expected 4 feature maps, got 3"):
+        DAFormerHead(in_channels=IN_CHANNELS, num_classes=2, channels=8)(_features()[:3])
