@@ -1,0 +1,110 @@
+"""Pixel-wise contrast: supervised InfoNCE over class-balanced anchors and a class-wise memory bank.
+
+Usage in a training step (all tensors at the feature grid (h, w) = (H/4, W/4) except ``labels``)::
+
+    loss_fn = PixelContrastLoss(num_classes=19, tau=0.1, anchors_per_class=64, hard_ratio=0.5,
+                                bank=ClassMemoryBank(num_classes=19, size=200, dim=256))
+    loss = loss_fn(
+        features=student_pixel_head(student_out.features),          # (B, D, h, w), with grad
+        labels=source_label,                                         # (B, H, W) long, 255 = ignore
+        student_pred=student_out.logits.argmax(1),                   # (B, h, w), the TRAINED classifier
+        teacher_features=teacher_pixel_head(teacher_out.features),   # (B, D, h, w), detached
+    )
+
+``labels`` (source ground truth, or a batch with confident target pseudo-labels merged in by the
+caller) is nearest-downsampled to (h, w); 255 (``ignore_index``) is never a class. Anchors are
+sampled class-balanced (``anchors_per_class`` at most per class), a share ``hard_ratio`` of them
+misclassified by ``student_pred``, which must come from the student's segmentation classifier (a head
+no loss trains would make "hard" meaningless; PiPa defect 3). Positives of an anchor are the keys of
+its class, negatives the keys of other classes; keys are the batch's other anchors plus the memory
+bank. After the loss is formed, the teacher projections at the anchors are pushed into the bank
+(``update_bank=False`` leaves it untouched, e.g. for a second look at the same batch).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pipa_video.data.classes import IGNORE_INDEX
+from pipa_video.uda.contrast.infonce import supervised_infonce
+from pipa_video.uda.contrast.memory_bank import ClassMemoryBank
+from pipa_video.uda.contrast.sampling import (ClassBalancedSample, downsample_labels, gather_embeddings,
+                                              sample_class_balanced)
+
+
+class PixelContrastLoss(nn.Module):
+    """Class-balanced supervised InfoNCE on pixel projections, with an optional class-wise memory bank."""
+
+    def __init__(self, *, num_classes: int, tau: float, anchors_per_class: int, hard_ratio: float,
+                 bank: ClassMemoryBank | None = None, ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(f"PixelContrastLoss: ignore_index {ignore_index} is a class id (num_classes "
+                             f"{num_classes}); ignored pixels must never form a class")
+        if bank is not None and bank.num_classes != num_classes:
+            raise ValueError(f"PixelContrastLoss: bank has {bank.num_classes} classes, loss has {num_classes}")
+        self.num_classes = num_classes
+        self.tau = tau
+        self.anchors_per_class = anchors_per_class
+        self.hard_ratio = hard_ratio
+        self.ignore_index = ignore_index
+        self.bank = bank
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, tau={self.tau}, anchors_per_class={self.anchors_per_class}, "
+                f"hard_ratio={self.hard_ratio}, ignore_index={self.ignore_index}")
+
+    def select_anchors(self, *, labels: Tensor, student_pred: Tensor,
+                       generator: torch.Generator | None = None) -> ClassBalancedSample:
+        """Anchors on the feature grid: ``labels`` and ``student_pred`` are both (B, h, w)."""
+        hard = (student_pred != labels).reshape(-1)
+        return sample_class_balanced(labels=labels.reshape(-1), hard=hard, num_classes=self.num_classes,
+                                     per_class=self.anchors_per_class, hard_ratio=self.hard_ratio,
+                                     ignore_index=self.ignore_index, generator=generator)
+
+    def forward(self, *, features: Tensor, labels: Tensor, student_pred: Tensor,
+                teacher_features: Tensor | None = None, update_bank: bool = True,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Scalar loss. ``features``: student projections (B, D, h, w); see the module docstring."""
+        grid = self._check_inputs(features, labels, student_pred, teacher_features, update_bank)
+        labels = downsample_labels(labels, grid)
+        sample = self.select_anchors(labels=labels, student_pred=student_pred, generator=generator)
+        anchors = gather_embeddings(features, sample.index)
+
+        keys, key_labels, key_valid = anchors, sample.labels, sample.valid
+        if self.bank is not None:
+            bank_features, bank_labels, bank_valid = self.bank.entries()
+            keys = torch.cat([anchors.float(), bank_features.float()])
+            key_labels = torch.cat([sample.labels, bank_labels])
+            key_valid = torch.cat([sample.valid, bank_valid])
+        same_class = sample.labels[:, None] == key_labels[None, :]
+        loss = supervised_infonce(
+            anchors=anchors, keys=keys, positive_mask=same_class, negative_mask=~same_class, tau=self.tau,
+            anchor_valid=sample.valid, key_valid=key_valid,
+            anchor_key_index=torch.arange(anchors.shape[0], device=anchors.device),  # batch anchors lead the keys
+        )
+        if self.bank is not None and update_bank:
+            self.bank.push(features=gather_embeddings(teacher_features.detach(), sample.index),
+                           labels=sample.labels, valid=sample.valid)
+        return loss
+
+    def _check_inputs(self, features: Tensor, labels: Tensor, student_pred: Tensor,
+                      teacher_features: Tensor | None, update_bank: bool) -> tuple[int, int]:
+        if features.ndim != 4:
+            raise ValueError(f"PixelContrastLoss: features must be (B, D, h, w), got {tuple(features.shape)}")
+        b, d, h, w = features.shape
+        if labels.ndim != 3 or labels.shape[0] != b:
+            raise ValueError(f"PixelContrastLoss: labels must be (B={b}, H, W), got {tuple(labels.shape)}")
+        if student_pred.shape != (b, h, w):
+            raise ValueError(f"PixelContrastLoss: student_pred must be at the feature grid (B, h, w) = "
+                             f"{(b, h, w)}, got {tuple(student_pred.shape)}")
+        if self.bank is not None and d != self.bank.dim:
+            raise ValueError(f"PixelContrastLoss: features have {d} channels, the bank stores {self.bank.dim}")
+        if self.bank is not None and update_bank:
+            if teacher_features is None:
+                raise ValueError("PixelContrastLoss: teacher_features are required to fill the memory bank "
+                                 "(or pass update_bank=False)")
+            if teacher_features.shape != features.shape:
+                raise ValueError(f"PixelContrastLoss: teacher_features {tuple(teacher_features.shape)} must "
+                                 f"match features {tuple(features.shape)}")
+        return h, w
