@@ -132,7 +132,6 @@ SCHEMA: dict = dict(
             reference=opt(str, "teacher", choices=("student", "teacher")),
             confidence=opt(float, 0.968),
             num_anchors=opt(int, 1024),
-            use_source=opt(bool, False),
         ),
     ),
     optimizer=dict(

@@ -1,0 +1,83 @@
+"""The one place the ``uda`` config is translated into a training method."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from pipa_video.data.classes import get_class_set
+from pipa_video.models.build import build_imagenet_backbone, build_segmentor
+from pipa_video.uda.contrast.memory_bank import ClassMemoryBank, all_gather_concat
+from pipa_video.uda.contrast.patch import PatchContrastLoss
+from pipa_video.uda.contrast.pixel import PixelContrastLoss
+from pipa_video.uda.contrast.temporal import TemporalContrastLoss
+from pipa_video.uda.feature_distance import FeatureDistanceLoss
+from pipa_video.uda.pseudo import PseudoWeight
+from pipa_video.uda.step import ContrastLosses, Method, Reference, SelfTrainingMethod, SelfTrainingSettings
+from pipa_video.uda.student import Head, StudentNet
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def build_contrasts(uda: Mapping, *, num_classes: int) -> ContrastLosses:
+    """Contrast modules whose weight is non-zero; a self-training-free run gets only pixel contrast."""
+    pixel, patch, temporal = uda["pixel_contrast"], uda["patch_contrast"], uda["temporal_contrast"]
+    self_training = Method(uda["method"]) is Method.SELF_TRAINING
+    losses = ContrastLosses()
+    if pixel["weight"] > 0:
+        bank = ClassMemoryBank(num_classes=num_classes, size=pixel["bank_size"], dim=pixel["proj_dim"],
+                               gather=all_gather_concat if _distributed() else None) if pixel["bank_size"] > 0 else None
+        losses.pixel = PixelContrastLoss(num_classes=num_classes, tau=pixel["tau"],
+                                         anchors_per_class=pixel["anchors_per_class"],
+                                         hard_ratio=pixel["hard_ratio"], bank=bank)
+    # Patch and temporal contrast work on target pseudo-labels: they need the teacher.
+    if patch["weight"] > 0 and self_training:
+        losses.patch = PatchContrastLoss(tau=patch["tau"], num_anchors=patch["num_anchors"])
+    if temporal["weight"] > 0 and self_training:
+        losses.temporal = TemporalContrastLoss(tau=temporal["tau"], num_anchors=temporal["num_anchors"],
+                                               confidence=temporal["confidence"])
+    return losses
+
+
+def build_method(cfg: Mapping) -> SelfTrainingMethod:
+    """Student, teacher, losses and settings from a validated config."""
+    class_set = get_class_set(cfg["class_set"])
+    uda = cfg["uda"]
+    contrasts = build_contrasts(uda, num_classes=class_set.num_classes)
+    proj_dims = {head: uda[key]["proj_dim"] for head, key, loss in (
+        (Head.PIXEL, "pixel_contrast", contrasts.pixel), (Head.PATCH, "patch_contrast", contrasts.patch),
+        (Head.TEMPORAL, "temporal_contrast", contrasts.temporal)) if loss is not None}
+    student = StudentNet(segmentor=build_segmentor(cfg["model"], num_classes=class_set.num_classes),
+                         proj_dims=proj_dims)
+    pretrained = cfg["model"]["backbone"]["pretrained"]
+    use_fd = uda["fd_weight"] > 0 and pretrained is not None
+    feature_distance = FeatureDistanceLoss(
+        class_ids=[class_set.names.index(n) for n in uda["fd_classes"] if n in class_set.names],
+        num_classes=class_set.num_classes, scale_min_ratio=uda["fd_scale_min_ratio"]) if use_fd else None
+    settings = SelfTrainingSettings(
+        method=Method(uda["method"]),
+        pseudo_threshold=uda["pseudo_threshold"],
+        pseudo_weight=PseudoWeight(uda["pseudo_weight"]),
+        pseudo_ignore_top=uda["pseudo_ignore_top"],
+        pseudo_ignore_bottom=uda["pseudo_ignore_bottom"],
+        jitter_strength=uda["color_jitter_strength"],
+        jitter_prob=uda["color_jitter_prob"],
+        blur=uda["blur"],
+        mean=tuple(cfg["data"]["mean"]),
+        std=tuple(cfg["data"]["std"]),
+        fd_weight=uda["fd_weight"] if use_fd else 0.0,
+        pixel_weight=uda["pixel_contrast"]["weight"],
+        pixel_use_target=uda["pixel_contrast"]["use_target"],
+        patch_weight=uda["patch_contrast"]["weight"],
+        patch_crop_ratio=uda["patch_contrast"]["crop_ratio"],
+        patch_iou_range=tuple(uda["patch_contrast"]["iou_range"]),
+        temporal_weight=uda["temporal_contrast"]["weight"],
+        temporal_reference=Reference(uda["temporal_contrast"]["reference"]),
+    )
+    return SelfTrainingMethod(
+        student=student, settings=settings, ema_alpha=uda["ema_alpha"], contrasts=contrasts,
+        feature_distance=feature_distance,
+        imagenet_backbone=build_imagenet_backbone(cfg["model"]) if use_fd else None,
+    )

@@ -1,0 +1,294 @@
+"""One training step of source-only, DAFormer self-training, or PiPa++ (self-training + contrasts).
+
+The step is composed of small stages; each stage backpropagates its losses as soon as they are
+computed (DAFormer style), which frees that stage's activations before the next forward:
+
+1. ``_source_stage``: supervised cross-entropy on source key frames (+ ImageNet feature distance,
+   + pixel contrast on source ground truth).
+2. ``_teacher_stage``: one batched, gradient-free teacher forward over target key frames, target
+   reference frames (video) and source key frames (memory-bank features).
+3. ``_mix_stage``: ClassMix + strong augmentation, weighted cross-entropy on the mixed image,
+   + temporal contrast (key-frame features of target pixels of the mixed view against the
+   reference frame), + pixel contrast on confident target pseudo-labels when enabled.
+4. ``_patch_stage``: two overlapping crops of the mixed image through the STUDENT, patch contrast.
+
+Every term is returned on its own, detached, for logging. Nothing here syncs with the CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipa_video.data.classes import IGNORE_INDEX
+from pipa_video.uda.contrast.crops import apply_crop, crop_size, overlap_correspondence, sample_crop_pair
+from pipa_video.uda.contrast.patch import PatchContrastLoss
+from pipa_video.uda.contrast.pixel import PixelContrastLoss
+from pipa_video.uda.contrast.temporal import TemporalContrastLoss
+from pipa_video.uda.feature_distance import FeatureDistanceLoss
+from pipa_video.uda.mix import class_mix, strong_augment
+from pipa_video.uda.pseudo import PseudoWeight, make_pseudo_labels
+from pipa_video.uda.student import Head, StudentNet
+from pipa_video.uda.teacher import EMATeacher
+
+
+FEATURE_STRIDE = 4  # the segmentor's features and logits are at 1/4 of the input resolution
+
+
+class Method(str, Enum):
+    SOURCE_ONLY = "source_only"
+    SELF_TRAINING = "self_training"
+
+
+class Reference(str, Enum):
+    STUDENT = "student"
+    TEACHER = "teacher"
+
+
+@dataclass(frozen=True)
+class SelfTrainingSettings:
+    """Plain settings of the step (translated from the config by ``uda.build``)."""
+
+    method: Method
+    pseudo_threshold: float = 0.968
+    pseudo_weight: PseudoWeight = PseudoWeight.IMAGE
+    pseudo_ignore_top: int = 0
+    pseudo_ignore_bottom: int = 0
+    jitter_strength: float = 0.2
+    jitter_prob: float = 0.8
+    blur: bool = True
+    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    fd_weight: float = 0.0
+    pixel_weight: float = 0.0
+    pixel_use_target: bool = False
+    patch_weight: float = 0.0
+    patch_crop_ratio: float = 0.75
+    patch_iou_range: tuple[float, float] = (0.1, 1.0)
+    temporal_weight: float = 0.0
+    temporal_reference: Reference = Reference.TEACHER
+
+
+@dataclass
+class ContrastLosses:
+    pixel: PixelContrastLoss | None = None
+    patch: PatchContrastLoss | None = None
+    temporal: TemporalContrastLoss | None = None
+
+
+@dataclass
+class _TeacherView:
+    """Teacher outputs for one step (all detached)."""
+
+    target_logits: Tensor
+    ref_prob: Tensor | None = None  # (B, C, h, w) softmax on the target reference frame
+    key_prob: Tensor | None = None  # (B, C, h, w) softmax on the target key frame
+    ref_temporal: Tensor | None = None  # temporal projections of the reference frame
+    source_pixel: Tensor | None = None  # pixel projections of the source key frame
+    losses: dict = field(default_factory=dict)
+
+
+def _key(clip: dict) -> tuple[Tensor, Tensor]:
+    """Key frame image (B,3,H,W) and label (B,H,W) of a batch of clips."""
+    return clip["img"][:, 0], clip["label"][:, 0]
+
+
+def _reference(clip: dict) -> Tensor | None:
+    """First reference frame (B,3,H,W), or None for one-frame clips (images): no temporal term."""
+    return clip["img"][:, 1] if clip["img"].shape[1] > 1 else None
+
+
+def _upsampled_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> Tensor:
+    logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
+    if weight is None:
+        return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
+    pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
+    return (pixel * weight).mean()  # DAFormer normalises by all pixels, not by the weight sum
+
+
+def _nearest(label: Tensor, size: Sequence[int]) -> Tensor:
+    return F.interpolate(label[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+class SelfTrainingMethod(nn.Module):
+    """Implements the engine's ``TrainMethod`` protocol."""
+
+    def __init__(self, *, student: StudentNet, settings: SelfTrainingSettings, ema_alpha: float,
+                 contrasts: ContrastLosses | None = None, feature_distance: FeatureDistanceLoss | None = None,
+                 imagenet_backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.student = student
+        self.settings = settings
+        self.teacher = EMATeacher(student, max_alpha=ema_alpha) if settings.method is Method.SELF_TRAINING else None
+        contrasts = contrasts or ContrastLosses()
+        self.pixel_loss, self.patch_loss, self.temporal_loss = contrasts.pixel, contrasts.patch, contrasts.temporal
+        self.feature_distance = feature_distance
+        self.imagenet_backbone = imagenet_backbone
+        if imagenet_backbone is not None:
+            imagenet_backbone.requires_grad_(False).eval()
+        self.register_buffer("mean", torch.tensor(settings.mean), persistent=False)
+        self.register_buffer("std", torch.tensor(settings.std), persistent=False)
+        self._student_forward: Callable = student
+
+    # --- engine protocol -------------------------------------------------------------------
+    def wrap_student(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
+        self._student_forward = wrapper(self.student)
+
+    def eval_model(self) -> nn.Module:
+        return self.student.segmentor
+
+    def after_step(self, *, iteration: int) -> None:
+        if self.teacher is not None:
+            self.teacher.update(self.student, iteration=iteration)
+
+    def checkpoint_state(self) -> dict:
+        extra = {"heads": self.student.heads.state_dict()}
+        if self.pixel_loss is not None and self.pixel_loss.bank is not None:
+            extra["pixel_bank"] = self.pixel_loss.bank.state_dict()
+        return {
+            "model": self.student.segmentor.state_dict(),
+            "teacher": self.teacher.model.state_dict() if self.teacher is not None else None,
+            "extra": extra,
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.student.segmentor.load_state_dict(state["model"])
+        self.student.heads.load_state_dict(state["extra"]["heads"])
+        if self.teacher is not None:
+            if state.get("teacher") is None:
+                raise KeyError("checkpoint has no teacher state but the method is self-training")
+            self.teacher.model.load_state_dict(state["teacher"])
+        if "pixel_bank" in state["extra"] and self.pixel_loss is not None and self.pixel_loss.bank is not None:
+            self.pixel_loss.bank.load_state_dict(state["extra"]["pixel_bank"])
+
+    # --- the step --------------------------------------------------------------------------
+    def train_step(self, source: dict, target: dict | None, *, iteration: int) -> dict[str, Tensor]:
+        self.student.train()
+        teacher_view = None
+        if self.settings.method is Method.SELF_TRAINING:
+            if target is None:
+                raise ValueError("self-training needs a target batch; use uda.method='source_only' without one")
+            teacher_view = self._teacher_stage(source, target)
+        losses = self._source_stage(source, teacher_view)
+        if teacher_view is not None:
+            losses.update(self._mix_stage(source, target, teacher_view))
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _source_stage(self, source: dict, teacher_view: _TeacherView | None) -> dict[str, Tensor]:
+        img, label = _key(source)
+        project = (Head.PIXEL,) if self.pixel_loss is not None else ()
+        use_fd = self.feature_distance is not None and self.imagenet_backbone is not None
+        out, proj = self._student_forward(img, project=project, return_backbone=use_fd)
+        losses = {"loss_src": _upsampled_ce(out.logits, label)}
+        total = losses["loss_src"]
+        if use_fd:
+            with torch.no_grad():
+                imagenet_feat = self.imagenet_backbone(img)[-1]
+            losses["loss_fd"] = self.feature_distance(student_feat=out.backbone_features[-1],
+                                                      imagenet_feat=imagenet_feat, label=label)
+            total = total + self.settings.fd_weight * losses["loss_fd"]
+        if self.pixel_loss is not None:
+            bank_feat = teacher_view.source_pixel if teacher_view is not None else proj[Head.PIXEL].detach()
+            losses["loss_pixel_src"] = self.pixel_loss(
+                features=proj[Head.PIXEL], labels=label, student_pred=out.logits.detach().argmax(1),
+                teacher_features=bank_feat)
+            total = total + self.settings.pixel_weight * losses["loss_pixel_src"]
+        total.backward()
+        return losses
+
+    @torch.no_grad()
+    def _teacher_stage(self, source: dict, target: dict) -> _TeacherView:
+        """One batched teacher forward: target key [+ target reference] [+ source key]."""
+        tgt_img, _ = _key(target)
+        ref = _reference(target) if self.temporal_loss is not None else None
+        parts = [tgt_img] + ([ref] if ref is not None else []) + ([_key(source)[0]] if self.pixel_loss is not None else [])
+        project = tuple(h for h, on in ((Head.TEMPORAL, ref is not None), (Head.PIXEL, self.pixel_loss is not None)) if on)
+        out, proj = self.teacher(torch.cat(parts), project=project)
+        chunks = lambda t: t.split([p.shape[0] for p in parts])  # noqa: E731
+        logits = chunks(out.logits)
+        view = _TeacherView(target_logits=logits[0])
+        if ref is not None:
+            view.key_prob = logits[0].float().softmax(1)
+            view.ref_prob = logits[1].float().softmax(1)
+            view.ref_temporal = chunks(proj[Head.TEMPORAL])[1]
+        if self.pixel_loss is not None:
+            view.source_pixel = chunks(proj[Head.PIXEL])[-1]
+        return view
+
+    def _mix_stage(self, source: dict, target: dict, tv: _TeacherView) -> dict[str, Tensor]:
+        s = self.settings
+        src_img, src_label = _key(source)
+        tgt_img, _ = _key(target)
+        pseudo = make_pseudo_labels(tv.target_logits, size=tuple(tgt_img.shape[-2:]), threshold=s.pseudo_threshold,
+                                    weight_mode=s.pseudo_weight, ignore_top=s.pseudo_ignore_top,
+                                    ignore_bottom=s.pseudo_ignore_bottom)
+        mixed = class_mix(source_img=src_img, source_label=src_label, target_img=tgt_img,
+                          pseudo_label=pseudo.label, pseudo_weight=pseudo.weight)
+        mixed_img = strong_augment(mixed.img, mean=self.mean, std=self.std, jitter_strength=s.jitter_strength,
+                                   jitter_prob=s.jitter_prob, blur=s.blur)
+        use_temporal = self.temporal_loss is not None and tv.ref_prob is not None
+        use_pixel_tgt = self.pixel_loss is not None and s.pixel_use_target
+        project = tuple(h for h, on in ((Head.TEMPORAL, use_temporal), (Head.PIXEL, use_pixel_tgt)) if on)
+        out, proj = self._student_forward(mixed_img, project=project)
+        losses = {"loss_mix": _upsampled_ce(out.logits, mixed.label, mixed.weight),
+                  "pseudo_weight": pseudo.weight.mean()}
+        total = losses["loss_mix"]
+        if use_temporal:
+            losses["loss_temporal"] = self._temporal(proj[Head.TEMPORAL], mixed.mask, target, tv)
+            total = total + s.temporal_weight * losses["loss_temporal"]
+        if use_pixel_tgt:
+            confident = mixed.mask | (pseudo.prob > s.pseudo_threshold)
+            labels = mixed.label.masked_fill(~confident, IGNORE_INDEX)
+            losses["loss_pixel_tgt"] = self.pixel_loss(
+                features=proj[Head.PIXEL], labels=labels, student_pred=out.logits.detach().argmax(1),
+                teacher_features=proj[Head.PIXEL].detach())
+            total = total + s.pixel_weight * losses["loss_pixel_tgt"]
+        total.backward()
+        if self.patch_loss is not None:
+            losses["loss_patch"] = self._patch_stage(mixed_img.detach(), mixed.label)
+        return losses
+
+    def _temporal(self, key_feat: Tensor, pasted: Tensor, target: dict, tv: _TeacherView) -> Tensor:
+        """Temporal contrast between target pixels of the mixed key view and the reference frame.
+
+        The key-frame features come from the student's forward on the mixed image (no extra
+        forward); pasted source pixels are not frame t, so they are excluded as anchors.
+        """
+        h, w = key_feat.shape[-2:]
+        key_prob = F.interpolate(tv.key_prob, size=(h, w), mode="bilinear", align_corners=False)
+        ref_prob = F.interpolate(tv.ref_prob, size=(h, w), mode="bilinear", align_corners=False)
+        target_cell = _nearest((~pasted).long(), (h, w)).bool()
+        if self.settings.temporal_reference is Reference.STUDENT:
+            _, proj = self._student_forward(_reference(target), project=(Head.TEMPORAL,))
+            ref_feat = proj[Head.TEMPORAL]
+        else:
+            ref_feat = tv.ref_temporal
+        ref_feat = F.interpolate(ref_feat, size=(h, w), mode="bilinear", align_corners=False)
+        return self.temporal_loss(key_feat=key_feat, ref_feat=ref_feat, key_prob=key_prob, ref_prob=ref_prob,
+                                  valid_mask=target_cell)
+
+    def _patch_stage(self, img: Tensor, label: Tensor) -> Tensor:
+        """Two overlapping crops of the mixed image, each with its own flip, through the student.
+
+        Crop corners and sizes are multiples of the feature stride, so the two crops' feature
+        cells cover the same image cells and the overlap maps cell for cell.
+        """
+        s = self.settings
+        stride = FEATURE_STRIDE
+        pair = sample_crop_pair(image_hw=tuple(img.shape[-2:]),
+                                crop_hw=crop_size(tuple(img.shape[-2:]), ratio=s.patch_crop_ratio, align=stride),
+                                iou_range=s.patch_iou_range, flip_prob=0.5, align=stride)
+        feats, labels = [], []
+        for box, flip in ((pair.box1, pair.flip1), (pair.box2, pair.flip2)):
+            _, proj = self._student_forward(apply_crop(img, box=box, flip=flip), project=(Head.PATCH,))
+            feats.append(proj[Head.PATCH])
+            labels.append(apply_crop(label, box=box, flip=flip))
+        corr = overlap_correspondence(pair, stride=stride, feat_hw=tuple(feats[0].shape[-2:]), device=img.device)
+        loss = self.patch_loss(feat1=feats[0], feat2=feats[1], pseudo1=labels[0], pseudo2=labels[1],
+                               correspondence=corr)
+        (s.patch_weight * loss).backward()
+        return loss

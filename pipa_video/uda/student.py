@@ -1,0 +1,42 @@
+"""The student network: the segmentor plus the training-only projection heads.
+
+They live in one module so that DistributedDataParallel averages the heads' gradients too, and so
+that the EMA teacher (a copy of this module) has the same heads for the memory bank and the
+temporal reference features. Inference uses ``segmentor`` alone.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Mapping, Sequence
+
+from torch import Tensor, nn
+
+from pipa_video.models.projection import ProjectionHead
+from pipa_video.models.segmentor import SegOutput, Segmentor
+
+
+class Head(str, Enum):
+    PIXEL = "pixel"
+    PATCH = "patch"
+    TEMPORAL = "temporal"
+
+
+class StudentNet(nn.Module):
+    def __init__(self, *, segmentor: Segmentor, proj_dims: Mapping[Head, int]) -> None:
+        super().__init__()
+        self.segmentor = segmentor
+        self.heads = nn.ModuleDict({
+            Head(name).value: ProjectionHead(in_channels=segmentor.feature_channels, proj_dim=dim)
+            for name, dim in proj_dims.items()
+        })
+
+    def forward(self, img: Tensor, *, project: Sequence[Head] = (),
+                return_backbone: bool = False) -> tuple[SegOutput, dict[Head, Tensor]]:
+        need_features = bool(project) or return_backbone
+        out = self.segmentor(img, return_features=need_features)
+        return out, {Head(h): self.heads[Head(h).value](out.features) for h in project}
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = self.segmentor.param_groups()
+        groups["head"] = list(groups["head"]) + list(self.heads.parameters())
+        return groups
