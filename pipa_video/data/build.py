@@ -1,0 +1,159 @@
+"""Builders: the one place where the ``data`` (and ``evaluation.resize``) config becomes objects.
+
+``build_clip_dataset(cfg, domain)`` -> ClipDataset for ``data.<domain>``;
+``build_train_loaders(cfg, start_iter=...)`` -> infinite iterators of collated source/target batches;
+``build_eval_dataset(cfg, split)`` -> labelled one-frame clips, image resized, labels at full size.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from torch.utils.data import DataLoader
+
+from pipa_video.data.classes import get_class_set
+from pipa_video.data.clips import Boundary, ClipDataset, KeyFrames
+from pipa_video.data.index import DatasetError, FrameIndex, load_index
+from pipa_video.data.sampling import IterationSampler, RareClassSampler
+from pipa_video.data.transforms import (ClipOp, ClipTransform, EvalTransform, Normalize,
+                                        PhotoMetricDistortion, RandomCrop, RandomFlip,
+                                        RandomRescale, Resize)
+
+
+class Domain(str, Enum):
+    SOURCE = "source"
+    TARGET = "target"
+    VAL = "val"
+    TEST = "test"
+
+
+EVAL_SPLITS = (Domain.VAL, Domain.TEST)
+UDA_SOURCE_ONLY = "source_only"
+# Sampler streams: source and target batches of one iteration must not share random draws.
+SOURCE_STREAM, TARGET_STREAM = 0, 1
+
+
+def _domain(domain: str) -> Domain:
+    try:
+        return Domain(domain)
+    except ValueError:
+        raise ValueError(f"unknown data domain {domain!r}; expected one of {[d.value for d in Domain]}") from None
+
+
+def _pair(value, key: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if len(value) != 2:
+        raise ValueError(f"{key}: expected two numbers, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def build_clip_transform(section: Mapping, *, mean, std, key: str) -> ClipTransform:
+    """Training transform of one ``data.<domain>`` section (``key`` names it in errors).
+
+    Order as DAFormer: resize to ``resize``, random rescale by ``ratio_range``, random crop, flip,
+    photometric jitter, normalise. The geometric steps compose into one resampling.
+    """
+    ops: list[ClipOp] = []
+    resize = _pair(section["resize"], f"{key}.resize")
+    if resize is not None:
+        ops.append(Resize(size=resize))
+    if section["ratio_range"] is not None:
+        low, high = map(float, section["ratio_range"])
+        if not 0 < low <= high:
+            raise ValueError(f"{key}.ratio_range: expected 0 < low <= high, got {section['ratio_range']!r}")
+        ops.append(RandomRescale(base_size=None, ratio_range=(low, high)))
+    crop_size = _pair(section["crop_size"], f"{key}.crop_size")
+    if crop_size is not None:
+        ops.append(RandomCrop(crop_size=crop_size, cat_max_ratio=float(section["cat_max_ratio"])))
+    if section["flip_prob"] > 0:
+        ops.append(RandomFlip(prob=float(section["flip_prob"])))
+    if section["photometric"]:
+        ops.append(PhotoMetricDistortion())
+    return ClipTransform(ops, normalize=Normalize(mean=tuple(mean), std=tuple(std)))
+
+
+def _load_domain_index(cfg: Mapping, domain: Domain) -> FrameIndex:
+    section = cfg["data"][domain.value]
+    key = f"data.{domain.value}.index"
+    if section["index"] is None:
+        raise DatasetError(f"{key} is not set: point it at an index directory written by "
+                           f"data_tools/prepare_<dataset>.py")
+    if not Path(section["index"]).is_dir():
+        raise DatasetError(f"{key} = {section['index']!r}: no such directory (an index directory "
+                           f"holds index.csv and meta.json)")
+    index = load_index(section["index"], root=section["root"])
+    wanted = get_class_set(cfg["class_set"])
+    if index.class_set.names != wanted.names:
+        raise DatasetError(
+            f"{key} = {section['index']!r} was prepared for class set {index.class_set.name!r} "
+            f"({list(index.class_set.names)}), but class_set is {wanted.name!r} "
+            f"({list(wanted.names)}): their classes differ; re-run the prepare tool with "
+            f"--class-set {wanted.name} or change class_set")
+    return index
+
+
+def _dataset_name(index: FrameIndex) -> str:
+    return f"{index.meta.layout}/{index.meta.split}"
+
+
+def build_clip_dataset(cfg: Mapping, domain: str) -> ClipDataset:
+    """The ClipDataset of ``data.<domain>`` with its training transform."""
+    domain = _domain(domain)
+    index = _load_domain_index(cfg, domain)
+    section = cfg["data"][domain.value]
+    transform = build_clip_transform(section, mean=cfg["data"]["mean"], std=cfg["data"]["std"],
+                                     key=f"data.{domain.value}")
+    return ClipDataset(index=index, offsets=list(section["offsets"]), keys=KeyFrames(section["keys"]),
+                       boundary=Boundary(section["boundary"]), transform=transform,
+                       name=_dataset_name(index))
+
+
+def build_eval_dataset(cfg: Mapping, split: str = "val") -> ClipDataset:
+    """Labelled frames of ``data.<split>`` as one-frame clips; image resized to ``evaluation.resize``
+    (when set), labels at their original resolution."""
+    domain = _domain(split)
+    if domain not in EVAL_SPLITS:
+        raise ValueError(f"evaluation split must be one of {[d.value for d in EVAL_SPLITS]}, got {split!r}")
+    index = _load_domain_index(cfg, domain)
+    transform = EvalTransform(resize=_pair(cfg["evaluation"]["resize"], "evaluation.resize"),
+                              normalize=Normalize(mean=tuple(cfg["data"]["mean"]), std=tuple(cfg["data"]["std"])))
+    return ClipDataset(index=index, offsets=[], keys=KeyFrames.LABELLED, boundary=Boundary.CLAMP,
+                       transform=transform, name=_dataset_name(index))
+
+
+def _loader(dataset: ClipDataset, sampler: IterationSampler, cfg: Mapping) -> DataLoader:
+    workers = int(cfg["data"]["num_workers"])
+    pin = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=pin)
+
+
+def build_train_loaders(cfg: Mapping, *, start_iter: int, rank: int = 0,
+                        world_size: int = 1) -> tuple[Iterator[dict], Iterator[dict] | None]:
+    """Infinite iterators of collated (source, target) batches starting at iteration ``start_iter``.
+
+    Target is None for ``uda.method='source_only'`` or when ``data.target.index`` is unset. Batch
+    ``i`` depends only on (runtime.seed, i, rank), so a resumed run continues exactly.
+    """
+    data, seed = cfg["data"], int(cfg["runtime"]["seed"])
+    source = build_clip_dataset(cfg, Domain.SOURCE.value)
+    rcs_cfg = data["source"]["rcs"]
+    rcs = None
+    if rcs_cfg["enabled"]:
+        rcs = RareClassSampler.from_frames(
+            source.key_frame_table(), columns=source.index.class_set.column_names(),
+            temperature=float(rcs_cfg["temperature"]), min_pixels=int(rcs_cfg["min_pixels"]))
+    source_sampler = IterationSampler(num_keys=len(source), batch_size=int(data["source_batch_size"]),
+                                      seed=seed, start_iter=start_iter, rank=rank,
+                                      world_size=world_size, stream=SOURCE_STREAM, rcs=rcs)
+    source_batches = iter(_loader(source, source_sampler, cfg))
+    if cfg["uda"]["method"] == UDA_SOURCE_ONLY or data["target"]["index"] is None:
+        return source_batches, None
+    target = build_clip_dataset(cfg, Domain.TARGET.value)
+    target_sampler = IterationSampler(num_keys=len(target), batch_size=int(data["target_batch_size"]),
+                                      seed=seed, start_iter=start_iter, rank=rank,
+                                      world_size=world_size, stream=TARGET_STREAM)
+    return source_batches, iter(_loader(target, target_sampler, cfg))
