@@ -36,6 +36,11 @@ class StudentNet(nn.Module):
         out = self.segmentor(img, return_features=need_features)
         return out, {Head(h): self.heads[Head(h).value](out.features) for h in project}
 
+    def no_decay_parameters(self) -> list[nn.Parameter]:
+        """The backbone's normalisation parameters: DAFormer trains them without weight decay."""
+        norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+        return [p for m in self.segmentor.backbone.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)]
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = self.segmentor.param_groups()
         groups["head"] = list(groups["head"]) + list(self.heads.parameters())

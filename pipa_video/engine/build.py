@@ -1,0 +1,54 @@
+"""``train(cfg)``: wires data, method, evaluation and the Trainer together for one run."""
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from pipa_video.data.build import build_eval_dataset, build_train_loaders
+from pipa_video.engine.dist import DistInfo, init_distributed
+from pipa_video.engine.seed import seed_everything
+from pipa_video.engine.trainer import build_trainer
+from pipa_video.uda.build import build_method
+
+
+def _val_evaluator(cfg: Mapping[str, Any], dist: DistInfo) -> Callable[[nn.Module], dict] | None:
+    """Periodic evaluation on the held-out ``data.val`` split, or None when the config sets none."""
+    if not cfg["data"]["val"]["index"]:
+        return None
+    from pipa_video.evaluation.metrics import SegEvaluator
+    from pipa_video.evaluation.runner import Predictor, build_eval_settings, evaluate_dataset
+
+    settings = build_eval_settings(cfg)
+    dataset = build_eval_dataset(cfg, "val")
+    class_set = settings.class_set
+
+    def evaluate_on_val(model: nn.Module) -> dict:
+        was_training = model.training
+        model.eval()
+        evaluator = SegEvaluator(num_classes=class_set.num_classes, eval_ids=class_set.eval_ids,
+                                 protocol=settings.protocol, class_names=class_set.names)
+        results = evaluate_dataset(Predictor(model.inference, settings=settings, device=dist.device), dataset,
+                                   evaluator=evaluator, rank=dist.rank, world_size=dist.world_size, progress=False)
+        model.train(was_training)
+        return {"mIoU": float(results["mIoU"])}
+
+    return evaluate_on_val
+
+
+def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool | str = False) -> dict[str, Any]:
+    """Train the method a validated config describes; returns the trainer's summary."""
+    dist = init_distributed(cfg["runtime"]["device"])
+    seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
+    method = build_method(cfg).to(dist.device)
+    loaders = partial(_loaders, cfg, dist)
+    trainer = build_trainer(cfg, method=method, loaders_factory=loaders, work_dir=Path(work_dir), dist=dist,
+                            evaluate_fn=_val_evaluator(cfg, dist))
+    return trainer.fit(resume=resume)
+
+
+def _loaders(cfg: Mapping[str, Any], dist: DistInfo, start_iter: int):
+    return build_train_loaders(cfg, start_iter=start_iter, rank=dist.rank, world_size=dist.world_size)
