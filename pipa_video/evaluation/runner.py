@@ -1,0 +1,501 @@
+"""What the ``pipa-video eval | tc-report | predict`` commands run.
+
+The config is translated in one place (``build_eval_settings``); the model is built and loaded from
+a checkpoint in one place (``load_model``) and wrapped in a ``Predictor`` (resize, normalise,
+whole/slide inference with test-time augmentation, arg-max at the frame or label size). Everything
+else (``evaluate_dataset``, the metric, temporal consistency, the reports) takes plain objects, so
+tests and the engine's periodic evaluation can inject a model or a dataset.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from pipa_video.data.classes import ClassSet, Rider, get_class_set
+from pipa_video.data.index import DatasetError, FrameIndex, load_index
+from pipa_video.data.io import (VideoFrameReader, is_video, open_video, read_frame, read_rgb,
+                                read_train_ids, write_png)
+from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from pipa_video.evaluation.inference import InferenceMode, ModelFn, predict_labels
+from pipa_video.evaluation.metrics import Protocol, SegEvaluator
+from pipa_video.evaluation.report import (OverlayVideoWriter, ReportContext, checkpoint_selection,
+                                          colorize, format_table, overlay, per_class_frame,
+                                          write_colour_png, write_eval_report, write_json, write_tc_report)
+from pipa_video.evaluation.temporal import TemporalConsistency
+
+DATASET_SECTIONS = ("source", "target", "val", "test")
+CHECKPOINT_KEYS = ("model", "config", "meta")
+TC_PROTOCOL = "temporal consistency (DIS optical flow, preset medium, forward-backward check)"
+PREDICT_BATCH = 4  # frames decoded and predicted together by ``predict``
+PREDICTION_NAME = "{frame:06d}.png"  # <predictions_dir>/<sequence>/<frame:06d>.png, train ids
+
+# model_builder(cfg, num_classes) -> a segmentor with .inference(img) -> logits.
+ModelBuilder = Callable[[Mapping, int], nn.Module]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, malformed or does not fit the config; the message names it."""
+
+
+# --- config -> settings --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything evaluation reads from a config, as plain values."""
+
+    class_set: ClassSet
+    protocol: Protocol
+    mode: InferenceMode
+    resize_wh: tuple[int, int] | None
+    window: tuple[int, int]
+    stride: tuple[int, int]
+    flip: bool
+    scales: tuple[float, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    device: str
+    num_workers: int
+
+    def inference_summary(self) -> dict:
+        summary = dict(mode=self.mode.value, resize=self.resize_wh, flip=self.flip, scales=list(self.scales))
+        if self.mode is InferenceMode.SLIDE:
+            summary.update(window=self.window, stride=self.stride)
+        return summary
+
+
+def build_eval_settings(cfg: Mapping, *, protocol: str | None = None) -> EvalSettings:
+    """The one place where the ``evaluation`` (and data normalisation) config is read."""
+    ev = cfg["evaluation"]
+    resize = ev["resize"]
+    return EvalSettings(
+        class_set=get_class_set(cfg["class_set"]),
+        protocol=Protocol.parse(protocol or ev["protocol"]),
+        mode=InferenceMode.parse(ev["mode"]),
+        resize_wh=tuple(int(v) for v in resize) if resize else None,
+        window=tuple(int(v) for v in ev["window"]),
+        stride=tuple(int(v) for v in ev["stride"]),
+        flip=bool(ev["flip"]),
+        scales=tuple(float(s) for s in ev["scales"]),
+        mean=tuple(float(v) for v in cfg["data"]["mean"]),
+        std=tuple(float(v) for v in cfg["data"]["std"]),
+        device=cfg["runtime"]["device"],
+        num_workers=int(cfg["data"]["num_workers"]),
+    )
+
+
+def split_index(cfg: Mapping, split: str) -> FrameIndex:
+    """The frame index of ``data.<split>``; errors name the key or the missing directory."""
+    if split not in DATASET_SECTIONS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(DATASET_SECTIONS)}")
+    section = cfg["data"][split]
+    if not section["index"]:
+        raise DatasetError(f"data.{split}.index is not set: point it at an index directory written by "
+                           f"data_tools/prepare_<dataset>.py (or pass --cfg-options data.{split}.index=DIR)")
+    index_dir = Path(section["index"])
+    if not index_dir.is_dir():
+        raise DatasetError(f"data.{split}.index: directory {index_dir} does not exist")
+    index = load_index(index_dir, root=section["root"])
+    if get_class_set(index.meta.class_set).names != get_class_set(cfg["class_set"]).names:
+        raise DatasetError(f"{index_dir}: index labels are in class set {index.meta.class_set!r}, the config "
+                           f"asks for {cfg['class_set']!r} (class_set); re-run the prepare tool or fix the config")
+    return index
+
+
+# --- checkpoint -> model -------------------------------------------------------------------------
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}: expected a dict with {list(CHECKPOINT_KEYS)} "
+                              f"as written by the pipa-video engine")
+    return ckpt
+
+
+def _model_types(config: Mapping) -> tuple[str | None, str | None]:
+    model = config.get("model") or {}
+    return (model.get("backbone") or {}).get("type"), (model.get("decode_head") or {}).get("type")
+
+
+def check_checkpoint_compatible(ckpt: dict, cfg: Mapping, *, path: str | os.PathLike) -> None:
+    """Class set (and number of classes) and model types of the checkpoint must match the config."""
+    trained = ckpt["meta"].get("class_set") or ckpt["config"].get("class_set")
+    try:
+        trained_set = get_class_set(trained)
+    except KeyError:
+        raise CheckpointError(f"checkpoint {path} records an unknown class set {trained!r}") from None
+    wanted = get_class_set(cfg["class_set"])
+    if trained_set.name != wanted.name:
+        raise CheckpointError(
+            f"checkpoint {path} was trained for class set {trained_set.name} ({trained_set.num_classes} classes), "
+            f"config asks for {wanted.name} ({wanted.num_classes})")
+    got, want = _model_types(ckpt["config"]), _model_types(cfg)
+    if got != want:
+        raise CheckpointError(
+            f"checkpoint {path} holds a model with backbone {got[0]!r} and decode head {got[1]!r}, the config "
+            f"asks for backbone {want[0]!r} and decode head {want[1]!r} (model.backbone.type, model.decode_head.type)")
+
+
+def load_weights_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, path: str | os.PathLike) -> None:
+    """Strict load; on failure the error lists missing, unexpected and mis-shaped keys."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):  # saved from a DDP wrapper
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model built from the config: "
+            f"missing keys {_short(missing)}, unexpected keys {_short(unexpected)}, "
+            f"mis-shaped {_short(mis_shaped)}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _short(items: Sequence[str], limit: int = 10) -> str:
+    shown = list(items[:limit])
+    return f"{shown}" + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def default_model_builder(cfg: Mapping, num_classes: int) -> nn.Module:
+    from pipa_video.models import build_segmentor
+
+    return build_segmentor(cfg["model"], num_classes=num_classes)
+
+
+def load_model(cfg: Mapping, ckpt: dict, *, path: str | os.PathLike,
+               model_builder: ModelBuilder | None = None) -> nn.Module:
+    """Build the segmentor from the config and load the checkpoint's weights into it (eval mode)."""
+    check_checkpoint_compatible(ckpt, cfg, path=path)
+    model = (model_builder or default_model_builder)(cfg, get_class_set(cfg["class_set"]).num_classes)
+    load_weights_strict(model, ckpt["model"], path=path)
+    return model.eval()
+
+
+def _device(preference: str) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device='cuda' but torch sees no CUDA device")
+    if preference == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+# --- prediction ----------------------------------------------------------------------------------
+class Predictor:
+    """Frames or normalised batches -> arg-max train ids, with the configured inference."""
+
+    def __init__(self, model_fn: ModelFn, *, settings: EvalSettings, device: torch.device | str = "cpu") -> None:
+        self.model_fn = model_fn
+        self.settings = settings
+        self.device = torch.device(device)
+        self._mean = torch.tensor(settings.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(settings.std).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, *, settings: EvalSettings) -> "Predictor":
+        device = _device(settings.device)
+        model = model.to(device).eval()
+        return cls(model.inference, settings=settings, device=device)
+
+    @torch.inference_mode()
+    def predict_batch(self, img: torch.Tensor, *, out_size: Sequence[int]) -> torch.Tensor:
+        """(B, H, W) int64 train ids on the CPU of a normalised batch (B, 3, h, w)."""
+        s = self.settings
+        labels = predict_labels(self.model_fn, img.to(self.device, torch.float32), mode=s.mode, window=s.window,
+                                stride=s.stride, flip=s.flip, scales=s.scales, out_size=tuple(out_size))
+        return labels.cpu()
+
+    def normalise(self, frames_rgb: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 frames of one size -> (B, 3, h, w) float, resized to ``evaluation.resize``."""
+        if self.settings.resize_wh is not None:
+            frames_rgb = [cv2.resize(f, self.settings.resize_wh, interpolation=cv2.INTER_LINEAR) for f in frames_rgb]
+        img = torch.from_numpy(np.stack(frames_rgb)).permute(0, 3, 1, 2).float()
+        return (img - self._mean) / self._std
+
+    def predict_frames(self, frames_rgb: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """uint8 (H, W) train ids at each frame's own size (frames of one batch share a size)."""
+        sizes = {f.shape[:2] for f in frames_rgb}
+        if len(sizes) != 1:
+            raise ValueError(f"frames of one batch must share a size, got {sorted(sizes)}")
+        labels = self.predict_batch(self.normalise(frames_rgb), out_size=sizes.pop())
+        return list(labels.numpy().astype(np.uint8))
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+def _rank_and_world() -> tuple[int, int]:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist.get_rank(), torch_dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks; NCCL only reduces CUDA tensors."""
+    device = torch.device("cuda", torch.cuda.current_device()) if torch_dist.get_backend() == "nccl" else "cpu"
+    tensor = tensor.to(device)
+    torch_dist.all_reduce(tensor)
+    return tensor.cpu()
+
+
+def evaluate_dataset(predictor: Predictor, dataset: Dataset, *, evaluator: SegEvaluator, num_workers: int = 0,
+                     rank: int = 0, world_size: int = 1, reduce_fn=None, progress: bool = True) -> dict:
+    """Run ``predictor`` over the labelled key frames of ``dataset`` (clip samples) and evaluate.
+
+    Frames are sharded ``rank::world_size`` (no padding, so no frame counts twice) and the confusion
+    matrices summed with ``reduce_fn`` when ``world_size > 1``.
+    """
+    from tqdm import tqdm
+
+    shard = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
+    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers)
+    evaluator.reset()
+    skipped = 0
+    for sample in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
+        if not bool(sample["has_label"][0, 0]):
+            skipped += 1  # a key frame without ground truth cannot be scored
+            continue
+        label = sample["label"][:, 0]
+        pred = predictor.predict_batch(sample["img"][:, 0], out_size=label.shape[-2:])
+        evaluator.process(pred, label)
+    if world_size > 1:
+        evaluator.sum_across_ranks(reduce_fn or _all_reduce_sum)
+    if evaluator.num_images == 0:
+        raise DatasetError(f"no labelled key frame to evaluate ({skipped} unlabelled ones skipped)")
+    return evaluator.evaluate()
+
+
+def protocol_notes(*, protocol: Protocol, rider: str, class_set: ClassSet, selection: str, split: str) -> list[str]:
+    """Warnings a reader of the number needs: mismatched rider rule, selection on the evaluated split."""
+    notes = []
+    if "rider" not in class_set.names:
+        expected = Rider.PERSON.value if protocol is Protocol.DAVSN else Rider.IGNORE.value
+        if rider != expected:
+            notes.append(f"labels were converted with rider={rider}, the {protocol.value} protocol uses "
+                         f"rider={expected}: numbers are not comparable with published {protocol.value} results")
+    if f"data.{split}" in selection and "best" in selection.lower():
+        notes.append(f"the checkpoint was selected on data.{split}, the split evaluated here: this number "
+                     f"is biased upwards (model selection on the evaluation set)")
+    return notes
+
+
+def _context(*, settings: EvalSettings, protocol: str, split: str, index: FrameIndex, checkpoint: str | None,
+             meta: dict | None, extra_notes: Sequence[str] = ()) -> ReportContext:
+    selection = checkpoint_selection(meta) if checkpoint else "none (saved predictions)"
+    notes = list(extra_notes)
+    if protocol in {p.value for p in Protocol}:
+        notes = protocol_notes(protocol=Protocol(protocol), rider=index.meta.rider, class_set=settings.class_set,
+                               selection=selection, split=split) + notes
+    cs = settings.class_set
+    return ReportContext(
+        protocol=protocol, class_set=cs.name, evaluated_classes=[cs.names[i] for i in cs.eval_ids], split=split,
+        checkpoint=str(checkpoint) if checkpoint else "none", selection=selection,
+        iteration=(meta or {}).get("iteration"), rider=index.meta.rider, index_dir=str(index.index_dir),
+        inference=settings.inference_summary() if checkpoint else {}, notes=notes)
+
+
+def default_dataset_builder(cfg: Mapping, split: str) -> Dataset:
+    from pipa_video.data.build import build_eval_dataset
+
+    return build_eval_dataset(cfg, split)
+
+
+def evaluate(cfg: Mapping, *, checkpoint: str, out_dir: str | os.PathLike | None, protocol: str | None = None,
+             split: str = "val", model_builder: ModelBuilder | None = None,
+             dataset_builder: Callable[[Mapping, str], Dataset] | None = None, progress: bool = True) -> dict:
+    """``pipa-video eval``: mIoU of a checkpoint on ``data.<split>``; writes the report to ``out_dir``."""
+    settings = build_eval_settings(cfg, protocol=protocol)
+    index = split_index(cfg, split)
+    ckpt = load_checkpoint(checkpoint)
+    predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
+                                     settings=settings)
+    dataset = (dataset_builder or default_dataset_builder)(cfg, split)
+    rank, world_size = _rank_and_world()
+    cs = settings.class_set
+    evaluator = SegEvaluator(num_classes=cs.num_classes, eval_ids=cs.eval_ids, protocol=settings.protocol,
+                             class_names=cs.names)
+    results = evaluate_dataset(predictor, dataset, evaluator=evaluator, num_workers=settings.num_workers,
+                               rank=rank, world_size=world_size, progress=progress)
+    context = _context(settings=settings, protocol=settings.protocol.value, split=split, index=index,
+                       checkpoint=checkpoint, meta=ckpt["meta"])
+    files = {}
+    if rank == 0:
+        if out_dir is not None:
+            files = write_eval_report(out_dir, results, context, class_set=cs)
+        print("\n".join(context.lines()))
+        print(format_table(per_class_frame(results)[lambda f: f["evaluated"]]))
+        print(f"mIoU {results['mIoU']:.2f} ({settings.protocol.value} protocol, {len(cs.eval_ids)} classes)")
+    return dict(results, context=asdict(context), files={k: str(v) for k, v in files.items()})
+
+
+# --- temporal consistency report -----------------------------------------------------------------
+def _sequence_rows(index: FrameIndex, max_sequences: int | None) -> Iterator[tuple[str, list[int]]]:
+    frames = index.frames
+    names = list(dict.fromkeys(frames["sequence"]))
+    if max_sequences is not None:
+        names = names[:max_sequences]
+    groups = frames.groupby("sequence", sort=False).indices
+    for name in names:
+        yield name, sorted(groups[name], key=lambda row: frames["frame"].iat[row])
+
+
+def saved_prediction(predictions_dir: str | os.PathLike, sequence: str, frame: int) -> np.ndarray:
+    path = Path(predictions_dir) / str(sequence) / PREDICTION_NAME.format(frame=int(frame))
+    if not path.is_file():
+        raise DatasetError(f"prediction {path} not found: --predictions-dir must hold a train-id PNG "
+                           f"<sequence>/<frame:06d>.png for every frame of the split")
+    return read_train_ids(path)
+
+
+def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | None = None,
+              predictions_dir: str | None = None, split: str = "val", max_sequences: int | None = None,
+              model_builder: ModelBuilder | None = None, progress: bool = True) -> dict:
+    """``pipa-video tc-report``: temporal consistency over every frame of each sequence of a split.
+
+    Predictions come from ``checkpoint`` (run here) or from ``predictions_dir`` (saved train-id PNGs).
+    """
+    from tqdm import tqdm
+
+    if (checkpoint is None) == (predictions_dir is None):
+        raise ValueError("tc-report needs exactly one of --checkpoint (run the model) or --predictions-dir "
+                         "(read saved <sequence>/<frame:06d>.png train-id predictions)")
+    settings = build_eval_settings(cfg)
+    index = split_index(cfg, split)
+    meta, predictor = None, None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        meta = ckpt["meta"]
+        predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
+                                         settings=settings)
+    tc = TemporalConsistency(num_classes=settings.class_set.num_classes)
+    videos = VideoFrameReader()
+    sequences = list(_sequence_rows(index, max_sequences))
+    bar = tqdm(total=sum(len(rows) for _, rows in sequences), desc="tc-report", disable=not progress)
+    for name, rows in sequences:
+        for row in rows:
+            frame_id = int(index.frames["frame"].iat[row])
+            frame = read_frame(index.image_path(row), frame_id, videos)
+            if predictor is not None:
+                pred = predictor.predict_frames([frame])[0]
+            else:
+                pred = saved_prediction(predictions_dir, name, frame_id)
+            label_path = index.label_path(row)
+            label = read_train_ids(label_path) if label_path is not None else None
+            tc.process(frame, pred, label, sequence=name, frame=frame_id)
+            bar.update()
+    bar.close()
+    results = tc.evaluate()
+    notes = [] if checkpoint else [f"predictions read from {predictions_dir}"]
+    gaps = [p["gap"] for p in results["pairs"] if p["gap"] is not None and p["gap"] != 1]
+    if gaps:  # the index skips frames: those pairs are further apart in time than consecutive frames
+        notes.append(f"{len(gaps)} of {len(results['pairs'])} frame pairs are not consecutive frames "
+                     f"(gaps {sorted(set(gaps))[:5]}); see the gap column of {Path(out_dir) / 'tc_pairs.csv'}")
+    context = _context(settings=settings, protocol=TC_PROTOCOL, split=split, index=index, checkpoint=checkpoint,
+                       meta=meta, extra_notes=notes)
+    files = write_tc_report(out_dir, results, context)
+    o = results["overall"]
+    print("\n".join(context.lines()))
+    print(f"TC mIoU {o['tc_miou']:.2f}  agreement {o['agreement']:.2f}  flicker {o['flicker']:.2f}  "
+          f"({o['sequences']} sequences, {o['pairs']} frame pairs)")
+    return dict(results, context=asdict(context), files={k: str(v) for k, v in files.items()})
+
+
+# --- prediction on a video or a frame folder -----------------------------------------------------
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def folder_frames(folder: Path) -> list[Path]:
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+    if not files:
+        raise DatasetError(f"frame folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+FrameBatches = Iterator[list[np.ndarray]]
+
+
+def stream_frames(input_path: str | os.PathLike, *,
+                  batch: int = PREDICT_BATCH) -> tuple[int, float | None, FrameBatches]:
+    """(number of frames, fps or None, iterator over small batches of RGB frames) of a video or folder."""
+    input_path = Path(input_path)
+    if input_path.is_dir():
+        files = folder_frames(input_path)
+        batches = ([read_rgb(p) for p in files[i:i + batch]] for i in range(0, len(files), batch))
+        return len(files), None, batches
+    if is_video(input_path):
+        reader = open_video(input_path)  # DatasetError for a missing, unreadable or empty video
+        n = len(reader)
+        batches = (list(reader.get_batch(list(range(i, min(i + batch, n)))).asnumpy()) for i in range(0, n, batch))
+        return n, float(reader.get_avg_fps()), batches
+    raise DatasetError(f"input {input_path} is neither a folder of frames nor a video file "
+                       f"(expected a directory or a file ending in {', '.join(VIDEO_EXTENSIONS)})")
+
+
+def _check_frame_size(frames: Sequence[np.ndarray], size_wh: tuple[int, int], *, input_path, first: int) -> None:
+    for i, frame in enumerate(frames):
+        if (frame.shape[1], frame.shape[0]) != size_wh:
+            raise DatasetError(f"{input_path}: frame {first + i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
+                               f"{size_wh[0]}x{size_wh[1]}; the frames of one video must share a size")
+
+
+def predict(cfg: Mapping, *, checkpoint: str, input_path: str | os.PathLike, out_dir: str | os.PathLike,
+            model_builder: ModelBuilder | None = None, fps: float | None = None, progress: bool = True) -> dict:
+    """``pipa-video predict``: colour PNGs, train-id PNGs, an overlay mp4 and a temporal-consistency JSON.
+
+    Frames are decoded and predicted a few at a time; the video is never held in memory.
+    Outputs: ``colour/<frame:06d>.png``, ``train_ids/<name>/<frame:06d>.png`` (readable by
+    ``tc-report --predictions-dir``), ``overlay.mp4`` and ``temporal_consistency.json``.
+    """
+    from tqdm import tqdm
+
+    settings = build_eval_settings(cfg)
+    ckpt = load_checkpoint(checkpoint)
+    predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
+                                     settings=settings)
+    num_frames, video_fps, batches = stream_frames(input_path)
+    out_dir, name, cs = Path(out_dir), Path(input_path).stem, settings.class_set
+    tc = TemporalConsistency(num_classes=cs.num_classes)
+    writer = None
+    frame_id = 0
+    try:
+        with tqdm(total=num_frames, desc="predict", disable=not progress) as bar:
+            for frames in batches:
+                if writer is None:
+                    writer = OverlayVideoWriter(out_dir / "overlay.mp4", fps=fps or video_fps or 10.0,
+                                                size_wh=(frames[0].shape[1], frames[0].shape[0]))
+                _check_frame_size(frames, writer.size_wh, input_path=input_path, first=frame_id)
+                for frame, pred in zip(frames, predictor.predict_frames(frames)):
+                    write_colour_png(out_dir / "colour" / PREDICTION_NAME.format(frame=frame_id), pred, cs)
+                    write_png(out_dir / "train_ids" / name / PREDICTION_NAME.format(frame=frame_id), pred)
+                    writer.write(overlay(frame, colorize(pred, cs)))
+                    tc.process(frame, pred, sequence=name, frame=frame_id)
+                    frame_id += 1
+                    bar.update()
+        video = writer.close()  # at least one frame: empty inputs fail in stream_frames
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    results = tc.evaluate()
+    summary = dict(input=str(input_path), checkpoint=str(checkpoint), selection=checkpoint_selection(ckpt["meta"]),
+                   class_set=cs.name, frames=frame_id, inference=settings.inference_summary(),
+                   temporal_consistency=results["overall"])
+    summary_path = write_json(out_dir / "temporal_consistency.json", summary)
+    print(f"{frame_id} frames -> {out_dir}; TC mIoU {results['overall']['tc_miou']:.2f}, "
+          f"flicker {results['overall']['flicker']:.2f}")
+    return dict(summary, files=dict(colour=str(out_dir / "colour"), train_ids=str(out_dir / "train_ids" / name),
+                                    video=str(video), json=str(summary_path)))

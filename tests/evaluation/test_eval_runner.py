@@ -1,0 +1,213 @@
+"""eval / tc-report / predict end to end on a tiny index with a stand-in segmentor, and their errors."""
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from eval_fixtures import (CLASS_SET, FRAME_HW, IndexClips, PaletteSegmentor, label_map, make_cfg, make_index,
+                           paint, palette_builder, save_checkpoint)
+
+from pipa_video.data.classes import get_class_set
+from pipa_video.data.index import DatasetError
+from pipa_video.data.io import read_train_ids, write_png
+from pipa_video.evaluation.metrics import SegEvaluator
+from pipa_video.evaluation.runner import (CheckpointError, Predictor, build_eval_settings, evaluate,
+                                          evaluate_dataset, predict, tc_report)
+
+CS = get_class_set(CLASS_SET)
+PRESENT = 9  # label_map uses classes 0..8
+
+
+def run_eval(cfg, ckpt, out_dir, *, swap=None, **kwargs):
+    return evaluate(cfg, checkpoint=ckpt, out_dir=out_dir, model_builder=palette_builder(swap),
+                    dataset_builder=lambda cfg, split: IndexClips(cfg["data"][split]["index"]), progress=False,
+                    **kwargs)
+
+
+def test_evaluate_perfect_and_confused_models(tiny, tmp_path):
+    cfg, ckpt, _ = tiny
+    out = run_eval(cfg, ckpt, tmp_path / "perfect")
+    assert out["mIoU"] == pytest.approx(100.0)
+    assert out["num_images"] == 8 and out["protocol"] == "davsn"
+    assert out["context"]["selection"] == "last iteration" and out["context"]["iteration"] == 100
+    md = (tmp_path / "perfect" / "report.md").read_text()
+    assert "checkpoint selection: last iteration" in md and "rider rule of the labels: person" in md
+    # road and sidewalk swapped: both IoU 0, the other 7 present classes perfect.
+    out = run_eval(cfg, ckpt, tmp_path / "swapped", swap=(0, 1), protocol="unified")
+    assert out["protocol"] == "unified"
+    assert out["mIoU"] == pytest.approx(100.0 * (PRESENT - 2) / PRESENT)
+    iou = pd.read_csv(tmp_path / "swapped" / "per_class.csv").set_index("class")["IoU"]
+    assert iou["road"] == 0.0 and iou["sidewalk"] == 0.0 and iou["building"] == 100.0
+    assert np.isnan(iou["bicycle"])  # never present, never predicted
+
+
+def test_evaluate_flags_selection_on_the_evaluated_split(tiny, tmp_path):
+    cfg, _, _ = tiny
+    ckpt = save_checkpoint(tmp_path / "best.pth", PaletteSegmentor(CS.palette), cfg,
+                           selection="best mIoU on data.val")
+    out = run_eval(cfg, ckpt, tmp_path / "out")
+    assert any("biased upwards" in n for n in out["context"]["notes"])
+
+
+def test_evaluate_shards_across_ranks_without_double_counting(tiny):
+    cfg, _, index_dir = tiny
+    settings = build_eval_settings(cfg)
+    predictor = Predictor(PaletteSegmentor(CS.palette, swap=(0, 2)).inference, settings=settings)
+    dataset = IndexClips(index_dir)
+
+    def evaluator():
+        return SegEvaluator(num_classes=CS.num_classes, eval_ids=CS.eval_ids, protocol="davsn")
+
+    single = evaluate_dataset(predictor, dataset, evaluator=evaluator(), progress=False)
+    sent = []
+    evaluate_dataset(predictor, dataset, evaluator=evaluator(), rank=1, world_size=2, progress=False,
+                     reduce_fn=lambda t: sent.append(t.clone()) or t)
+    rank0 = evaluate_dataset(predictor, dataset, evaluator=evaluator(), rank=0, world_size=2, progress=False,
+                             reduce_fn=lambda t: t + sent[0])
+    assert rank0["num_images"] == single["num_images"] == len(dataset)
+    assert rank0["mIoU"] == pytest.approx(single["mIoU"])
+    assert single["mIoU"] < 100.0
+
+
+def test_checkpoint_class_set_mismatch_is_named(tiny, tmp_path):
+    cfg, _, _ = tiny
+    ckpt = save_checkpoint(tmp_path / "synthia.pth", PaletteSegmentor(CS.palette), cfg, class_set="synthiaseq12")
+    with pytest.raises(CheckpointError, match=r"trained for class set synthiaseq12 \(12 classes\), config asks "
+                                              r"for viper15 \(15\)"):
+        run_eval(cfg, ckpt, tmp_path / "out")
+
+
+def test_checkpoint_model_type_mismatch_is_named(tiny, tmp_path):
+    cfg, _, index_dir = tiny
+    other = make_cfg(index_dir)
+    other.model.backbone.type = "mit_b5"
+    ckpt = save_checkpoint(tmp_path / "b5.pth", PaletteSegmentor(CS.palette), other)
+    with pytest.raises(CheckpointError, match=r"backbone 'mit_b5'.*asks for backbone 'mit_b0'"):
+        run_eval(cfg, ckpt, tmp_path / "out")
+
+
+def test_strict_load_lists_missing_and_unexpected_keys(tiny, tmp_path):
+    cfg, _, _ = tiny
+    path = tmp_path / "bad.pth"
+    torch.save(dict(model={"head.weight": torch.zeros(3)}, config=cfg.to_dict(), meta=dict(class_set=CLASS_SET)),
+               path)
+    with pytest.raises(CheckpointError, match=r"missing keys \['scale'\], unexpected keys \['head.weight'\]"):
+        run_eval(cfg, str(path), tmp_path / "out")
+    torch.save(dict(model={"scale": torch.ones(())}), path)
+    with pytest.raises(CheckpointError, match=r"lacks \['config', 'meta'\]"):
+        run_eval(cfg, str(path), tmp_path / "out")
+    with pytest.raises(CheckpointError, match="not found"):
+        run_eval(cfg, str(tmp_path / "nope.pth"), tmp_path / "out")
+
+
+def test_missing_split_is_named(tiny, tmp_path):
+    _, ckpt, _ = tiny
+    with pytest.raises(DatasetError, match=r"data\.val\.index is not set"):
+        run_eval(make_cfg(None), ckpt, tmp_path / "out")
+    with pytest.raises(DatasetError, match=r"data\.val\.index: directory .*nowhere does not exist"):
+        run_eval(make_cfg(tmp_path / "nowhere"), ckpt, tmp_path / "out")
+    with pytest.raises(DatasetError, match=r"data\.test\.index is not set"):
+        run_eval(make_cfg(None), ckpt, tmp_path / "out", split="test")
+
+
+def test_tc_report_from_model_and_from_saved_predictions_agree(tiny, tmp_path):
+    cfg, ckpt, _ = tiny
+    from_model = tc_report(cfg, out_dir=tmp_path / "model", checkpoint=ckpt, model_builder=palette_builder(),
+                           progress=False)
+    overall = from_model["overall"]
+    assert overall["sequences"] == 2 and overall["pairs"] == 6
+    assert overall["flicker"] > 5.0  # the blocks move one pixel per frame
+    assert overall["tc_miou"] > 95.0 and overall["agreement"] > 97.0
+    assert overall["acc"] == pytest.approx(100.0)
+    files = from_model["files"]
+    assert list(pd.read_csv(files["sequences_csv"])["sequence"]) == ["seq_a", "seq_b", "overall"]
+    assert "checkpoint selection: last iteration" in open(files["markdown"]).read()
+
+    predictions = tmp_path / "preds"
+    for seq, shift in (("seq_a", 0), ("seq_b", 1)):
+        for f in range(4):
+            write_png(predictions / seq / f"{f:06d}.png", label_map(f + shift))
+    from_pngs = tc_report(cfg, out_dir=tmp_path / "pngs", predictions_dir=str(predictions), progress=False)
+    for key in ("tc_miou", "agreement", "flicker", "valid_share"):
+        assert from_pngs["overall"][key] == pytest.approx(overall[key])
+    assert from_pngs["context"]["checkpoint"] == "none"
+
+    one = tc_report(cfg, out_dir=tmp_path / "one", predictions_dir=str(predictions), max_sequences=1,
+                    progress=False)
+    assert one["overall"]["pairs"] == 3
+
+
+def test_tc_report_notes_frame_gaps_and_unlabelled_frames(tmp_path):
+    index_dir = make_index(tmp_path, sequences=("only",), frames=3, frame_step=2, labelled_every=4)
+    cfg = make_cfg(index_dir)
+    ckpt = save_checkpoint(tmp_path / "m.pth", PaletteSegmentor(CS.palette), cfg)
+    out = tc_report(cfg, out_dir=tmp_path / "tc", checkpoint=ckpt, model_builder=palette_builder(), progress=False)
+    assert [p["gap"] for p in out["pairs"]] == [2, 2]
+    assert any("2 of 2 frame pairs are not consecutive" in n for n in out["context"]["notes"])
+    assert out["context"]["selection"] == "unknown"  # the checkpoint records no selection
+    # frames 0, 2, 4 with labels on 0 and 4: the pair ending at 2 has none, the one ending at 4 has.
+    assert np.isnan(out["pairs"][0]["acc"]) and out["pairs"][1]["acc"] == pytest.approx(100.0)
+
+
+def test_tc_report_argument_errors(tiny, tmp_path):
+    cfg, ckpt, _ = tiny
+    with pytest.raises(ValueError, match="exactly one of --checkpoint"):
+        tc_report(cfg, out_dir=tmp_path, checkpoint=ckpt, predictions_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="exactly one of --checkpoint"):
+        tc_report(cfg, out_dir=tmp_path)
+    with pytest.raises(DatasetError, match=r"seq_a/000000\.png not found"):
+        tc_report(cfg, out_dir=tmp_path / "o", predictions_dir=str(tmp_path / "empty"), progress=False)
+
+
+def write_video(path, frames_rgb, fps=5):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames_rgb[0].shape[1],
+                                                                              frames_rgb[0].shape[0]))
+    for f in frames_rgb:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+@pytest.mark.parametrize("source", ["video", "folder"])
+def test_predict_writes_pngs_video_and_summary(tiny, tmp_path, source):
+    import decord
+
+    cfg, ckpt, _ = tiny
+    cfg.evaluation.resize = (16, 12)  # (w, h) network input; predictions come back at frame size
+    frames = [paint(label_map(f)) for f in range(6)]
+    if source == "video":
+        input_path = tmp_path / "clip.mp4"
+        write_video(input_path, frames)
+    else:
+        input_path = tmp_path / "clip"
+        for i, f in enumerate(frames):
+            write_png(input_path / f"frame_{i}.png", f[..., ::-1])
+    out = predict(cfg, checkpoint=ckpt, input_path=input_path, out_dir=tmp_path / "out",
+                  model_builder=palette_builder(), progress=False)
+    assert out["frames"] == 6
+    colour = sorted((tmp_path / "out" / "colour").glob("*.png"))
+    assert [p.name for p in colour] == [f"{i:06d}.png" for i in range(6)]
+    assert cv2.imread(str(colour[0])).shape == (*FRAME_HW, 3)
+    ids = read_train_ids(tmp_path / "out" / "train_ids" / "clip" / "000003.png")
+    if source == "folder":  # lossless frames: most pixels right despite the 2x down-sampled input
+        assert (ids == label_map(3)).mean() > 0.8
+    assert len(decord.VideoReader(out["files"]["video"])) == 6
+    summary = json.loads((tmp_path / "out" / "temporal_consistency.json").read_text())
+    assert summary["temporal_consistency"]["pairs"] == 5 and summary["selection"] == "last iteration"
+
+
+def test_predict_input_errors(tiny, tmp_path):
+    cfg, ckpt, _ = tiny
+    kwargs = dict(checkpoint=ckpt, out_dir=tmp_path / "out", model_builder=palette_builder(), progress=False)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(DatasetError, match="cannot decode video .*broken.mp4"):
+        predict(cfg, input_path=broken, **kwargs)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="holds no images"):
+        predict(cfg, input_path=tmp_path / "empty", **kwargs)
+    with pytest.raises(DatasetError, match="neither a folder of frames nor a video"):
+        predict(cfg, input_path=tmp_path / "notes.txt", **kwargs)
+    with pytest.raises(DatasetError, match="not found"):
+        predict(cfg, input_path=tmp_path / "missing.mp4", **kwargs)
