@@ -1,0 +1,121 @@
+"""Cost of the PiPa++ contrasts: each loss as anchors and bank grow, and a whole step against plain self-training.
+
+Part 1 times each loss (forward + backward) on random projections at a realistic grid (B=2, D=256,
+128x128 features for a 512x512 crop) while the number of anchors and the memory-bank size grow;
+the cost must grow linearly with the bank (the keys of the InfoNCE), never quadratically.
+Part 2 times a whole PiPa++ step and a plain self-training step of the same model in the same
+run: the overhead of the three contrasts together.
+
+    python benchmarks/contrast.py                        # CPU: MiT-B0, 256x256 crops
+    python benchmarks/contrast.py --crop 512 --backbone mit_b5   # what the GPU goal is stated for
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, markdown_table, peak_mib, reset_peak, time_call, write_report  # noqa: E402
+from train_step import make_batch  # noqa: E402
+
+from pipa_video.config import validate  # noqa: E402
+from pipa_video.engine.optim import build_optimizer  # noqa: E402
+from pipa_video.uda.build import build_method  # noqa: E402
+from pipa_video.uda.contrast.memory_bank import ClassMemoryBank  # noqa: E402
+from pipa_video.uda.contrast.pixel import PixelContrastLoss  # noqa: E402
+
+NUM_CLASSES = 19
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def pixel_loss_cost(*, anchors_per_class: int, bank_size: int, grid: int, dim: int, device: torch.device,
+                    repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    bank = ClassMemoryBank(num_classes=NUM_CLASSES, size=bank_size, dim=dim).to(device) if bank_size else None
+    loss_fn = PixelContrastLoss(num_classes=NUM_CLASSES, tau=0.1, anchors_per_class=anchors_per_class,
+                                hard_ratio=0.5, bank=bank)
+    feats = torch.nn.functional.normalize(torch.randn(2, dim, grid, grid, generator=g), dim=1).to(device)
+    feats.requires_grad_(True)
+    labels = torch.randint(0, NUM_CLASSES, (2, grid * 4, grid * 4), generator=g).to(device)
+    pred = torch.randint(0, NUM_CLASSES, (2, grid, grid), generator=g).to(device)
+    for _ in range(2):  # fill the bank so every slot is a key
+        loss_fn(features=feats, labels=labels, student_pred=pred, teacher_features=feats.detach())
+    reset_peak(device)
+    times = [time_call(lambda: loss_fn(features=feats, labels=labels, student_pred=pred,
+                                       teacher_features=feats.detach()).backward(), device=device)
+             for _ in range(repeats)]
+    return {"anchors_per_class": anchors_per_class, "bank_size": bank_size,
+            "keys": anchors_per_class * NUM_CLASSES + bank_size * NUM_CLASSES,
+            "ms": 1000 * _median(times), "peak_mib": peak_mib(device)}
+
+
+def step_cost(backbone: str, *, crop: int, frames: int, device: torch.device, iters: int, pipa: bool) -> float:
+    weight = 0.1 if pipa else 0.0
+    cfg = validate({"class_set": "cityscapes19",
+                    "model": {"backbone": {"type": backbone, "pretrained": None}, "decode_head": {"type": "daformer"}},
+                    "uda": {"method": "self_training", "pixel_contrast": {"weight": weight},
+                            "patch_contrast": {"weight": weight}, "temporal_contrast": {"weight": weight}}})
+    torch.manual_seed(0)
+    method = build_method(cfg).to(device)
+    optimizer = build_optimizer(method.student.param_groups(), lr=6e-5, head_lr_mult=10.0, weight_decay=0.01,
+                                betas=(0.9, 0.999))
+    source = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=0)
+    target = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=1)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            method.train_step(source, target, iteration=10)
+        optimizer.step()
+        method.after_step(iteration=10)
+
+    step()
+    return 1000 * _median([time_call(step, device=device) for _ in range(iters)])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default=None, help="default: mit_b0 on CPU, mit_b5 on a GPU")
+    parser.add_argument("--crop", type=int, default=None, help="default: 256 on CPU, 512 on a GPU")
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/contrast.json")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backbone = args.backbone or ("mit_b5" if device.type == "cuda" else "mit_b0")
+    crop = args.crop or (512 if device.type == "cuda" else 256)
+
+    scaling = [pixel_loss_cost(anchors_per_class=a, bank_size=m, grid=128, dim=256, device=device,
+                               repeats=args.repeats)
+               for a, m in ((16, 0), (64, 0), (64, 100), (64, 200), (64, 400), (64, 800), (128, 800))]
+    print("pixel contrast, forward + backward, B=2, D=256, 128x128 grid, 19 classes")
+    print(markdown_table(scaling, ["anchors_per_class", "bank_size", "keys", "ms", "peak_mib"]))
+    bank_rows = [r for r in scaling if r["anchors_per_class"] == 64 and r["bank_size"] >= 100]
+    growth = [(b["ms"] - a["ms"]) / (b["bank_size"] - a["bank_size"]) for a, b in zip(bank_rows, bank_rows[1:])]
+    print("ms per extra bank slot per class, as the bank doubles: " + ", ".join(f"{g:.4f}" for g in growth))
+
+    plain = step_cost(backbone, crop=crop, frames=2, device=device, iters=args.iters, pipa=False)
+    pipa = step_cost(backbone, crop=crop, frames=2, device=device, iters=args.iters, pipa=True)
+    overhead = 100 * (pipa / plain - 1)
+    steps = [{"step": "self-training", "ms": plain}, {"step": "PiPa++ (pixel + patch + temporal)", "ms": pipa}]
+    print(f"\nwhole step, {backbone}, {crop}x{crop}, batch 2+2 clips of 2 frames, {device}")
+    print(markdown_table(steps, ["step", "ms"]))
+    goal = 15.0 if device.type == "cuda" else 25.0
+    print(f"contrast overhead: {overhead:+.1f}% (goal <= {goal:.0f}% on {device.type})")
+    report = {"environment": environment(device), "pixel_loss_scaling": scaling, "bank_growth_ms_per_slot": growth,
+              "step": {"backbone": backbone, "crop": crop, "self_training_ms": plain, "pipa_ms": pipa,
+                       "overhead_pct": overhead, "goal_pct": goal}}
+    write_report(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
