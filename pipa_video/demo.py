@@ -34,12 +34,15 @@ METHODS = (
 )
 
 
-def prepare_demo_data(data_dir: Path, *, seed: int) -> dict[str, Path]:
-    """Generate the synthetic benchmark (if missing) and index it with the real prepare tools."""
+def prepare_demo_data(data_dir: Path, *, seed: int, spec=None) -> dict[str, Path]:
+    """Generate the synthetic benchmark (if missing) and index it with the real prepare tools.
+
+    ``spec`` (a ``SyntheticSpec``) changes sizes and counts; the tests use a tiny one.
+    """
     from pipa_video.data.prepare import prepare
     from pipa_video.data.synthetic import ensure_synthetic
 
-    root = ensure_synthetic(data_dir / "synthetic", seed=seed)
+    root = ensure_synthetic(data_dir / "synthetic", seed=seed, spec=spec)
     index_dir = data_dir / "index"
     jobs = {
         "source": ("viper", root / "source", dict(split="train", class_set="viper15", label_step=1)),
