@@ -196,3 +196,23 @@ def read_index_png(path: Path, *, what: str) -> np.ndarray:
             f"{path}: {what} must be a single-channel or palette PNG of ids, got PIL mode {mode!r}"
         )
     return array.astype(np.uint8, copy=False)
+
+
+def scan_numbered_pairs(root: Path, *, image_fn: Callable[[int], str], label_fn: Callable[[int], str],
+                        digits: int, expected: str) -> pd.DataFrame:
+    """Image datasets named ``<id>.png`` with a label of the same id (GTA5, SYNTHIA-RAND).
+
+    Every image is its own one-frame sequence; a missing label is an error naming both files.
+    """
+    frame_re = re.compile(rf"^(?P<frame>\d{{{digits}}})\.png$")
+    rows = []
+    for path in sorted((root / Path(image_fn(0)).parent).iterdir()):
+        match = frame_re.match(path.name)
+        if match is None:
+            continue
+        frame = int(match["frame"])
+        label = label_fn(frame)
+        if not (root / label).is_file():
+            raise DatasetError(f"{root / label} not found: label of {path}; expected {expected}")
+        rows.append(dict(sequence=f"{frame:0{digits}d}", frame=frame, image=image_fn(frame), raw_label=label))
+    return pd.DataFrame(rows)

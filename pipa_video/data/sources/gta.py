@@ -6,19 +6,16 @@ leaves them out (``SizeMismatch.SKIP``). Every image is its own one-frame sequen
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import Layout, SizeMismatch, require_dir
+from pipa_video.data.sources.base import Layout, SizeMismatch, require_dir, scan_numbered_pairs
 from pipa_video.data.sources.cityscapes_seq import read_raw_label
 from pipa_video.data.sources.layouts import gta_image, gta_label
 
 NAME = "gta"
 ID_SPACE = "cityscapes"
-FRAME_RE = re.compile(r"^(?P<frame>\d{5})\.png$")
 EXPECTED = "ROOT/images/<id:05d>.png with ROOT/labels/<id:05d>.png (Cityscapes labelIds)"
 
 
@@ -31,17 +28,7 @@ def check_root(root: Path) -> None:
 
 
 def scan(root: Path) -> pd.DataFrame:
-    rows = []
-    for path in sorted((root / IMAGE_DIR).iterdir()):
-        match = FRAME_RE.match(path.name)
-        if match is None:
-            continue
-        frame = int(match["frame"])
-        label = gta_label(frame)
-        if not (root / label).is_file():
-            raise DatasetError(f"{root / label} not found: label of {path}; expected {EXPECTED}")
-        rows.append(dict(sequence=f"{frame:05d}", frame=frame, image=gta_image(frame), raw_label=label))
-    return pd.DataFrame(rows)
+    return scan_numbered_pairs(root, image_fn=gta_image, label_fn=gta_label, digits=5, expected=EXPECTED)
 
 
 LAYOUT = Layout(

@@ -4,19 +4,16 @@ Every image is its own one-frame sequence; labels are read like SYNTHIA-Seq's (c
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import Layout, require_dir
+from pipa_video.data.sources.base import Layout, require_dir, scan_numbered_pairs
 from pipa_video.data.sources.layouts import synthia_image, synthia_label
 from pipa_video.data.sources.synthia_seq import read_synthia_label
 
 NAME = "synthia"
 ID_SPACE = "synthia_rand"
-FRAME_RE = re.compile(r"^(?P<frame>\d{7})\.png$")
 EXPECTED = "ROOT/RGB/<id:07d>.png with ROOT/GT/LABELS/<id:07d>.png (16-bit, class in R)"
 
 
@@ -29,17 +26,7 @@ def check_root(root: Path) -> None:
 
 
 def scan(root: Path) -> pd.DataFrame:
-    rows = []
-    for path in sorted((root / IMAGE_DIR).iterdir()):
-        match = FRAME_RE.match(path.name)
-        if match is None:
-            continue
-        frame = int(match["frame"])
-        label = synthia_label(frame)
-        if not (root / label).is_file():
-            raise DatasetError(f"{root / label} not found: label of {path}; expected {EXPECTED}")
-        rows.append(dict(sequence=f"{frame:07d}", frame=frame, image=synthia_image(frame), raw_label=label))
-    return pd.DataFrame(rows)
+    return scan_numbered_pairs(root, image_fn=synthia_image, label_fn=synthia_label, digits=7, expected=EXPECTED)
 
 
 LAYOUT = Layout(
