@@ -110,6 +110,16 @@ def _upsampled_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None) -
     return (pixel * weight).mean()  # DAFormer normalises by all pixels, not by the weight sum
 
 
+def _ddp_tie(logits: Tensor) -> Tensor:
+    """A zero that depends on ``logits``.
+
+    DDP with ``find_unused_parameters`` marks every parameter reachable from a forward's outputs
+    as used and then waits for its gradient; a forward whose logits feed no loss (the patch crops,
+    the student reference frame) would leave the classifier's gradient pending forever.
+    """
+    return 0.0 * logits.float().mean()
+
+
 def _nearest(label: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(label[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
 
@@ -263,8 +273,8 @@ class SelfTrainingMethod(nn.Module):
         ref_prob = F.interpolate(tv.ref_prob, size=(h, w), mode="bilinear", align_corners=False)
         target_cell = _nearest((~pasted).long(), (h, w)).bool()
         if self.settings.temporal_reference is Reference.STUDENT:
-            _, proj = self._student_forward(_reference(target), project=(Head.TEMPORAL,))
-            ref_feat = proj[Head.TEMPORAL]
+            out, proj = self._student_forward(_reference(target), project=(Head.TEMPORAL,))
+            ref_feat = proj[Head.TEMPORAL] + _ddp_tie(out.logits)
         else:
             ref_feat = tv.ref_temporal
         ref_feat = F.interpolate(ref_feat, size=(h, w), mode="bilinear", align_corners=False)
@@ -282,13 +292,14 @@ class SelfTrainingMethod(nn.Module):
         pair = sample_crop_pair(image_hw=tuple(img.shape[-2:]),
                                 crop_hw=crop_size(tuple(img.shape[-2:]), ratio=s.patch_crop_ratio, align=stride),
                                 iou_range=s.patch_iou_range, flip_prob=0.5, align=stride)
-        feats, labels = [], []
+        feats, labels, tie = [], [], 0.0
         for box, flip in ((pair.box1, pair.flip1), (pair.box2, pair.flip2)):
-            _, proj = self._student_forward(apply_crop(img, box=box, flip=flip), project=(Head.PATCH,))
+            out, proj = self._student_forward(apply_crop(img, box=box, flip=flip), project=(Head.PATCH,))
             feats.append(proj[Head.PATCH])
+            tie = tie + _ddp_tie(out.logits)
             labels.append(apply_crop(label, box=box, flip=flip))
         corr = overlap_correspondence(pair, stride=stride, feat_hw=tuple(feats[0].shape[-2:]), device=img.device)
         loss = self.patch_loss(feat1=feats[0], feat2=feats[1], pseudo1=labels[0], pseudo2=labels[1],
                                correspondence=corr)
-        (s.patch_weight * loss).backward()
+        (s.patch_weight * loss + tie).backward()
         return loss
