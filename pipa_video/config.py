@@ -214,7 +214,22 @@ def default_config() -> Config:
 def validate(cfg: Mapping) -> Config:
     """Validate a config dict (minus mmengine's bookkeeping keys) and fill in every default."""
     plain = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
-    return Config(_check(_to_plain(plain), SCHEMA, ""))
+    checked = _check(_to_plain(plain), SCHEMA, "")
+    _check_relations(checked)
+    return Config(checked)
+
+
+def _check_relations(cfg: dict) -> None:
+    """Constraints between keys, named like single-key errors."""
+    sched = cfg["schedule"]
+    if sched["iters"] < 1:
+        raise ConfigError(f"schedule.iters: must be >= 1, got {sched['iters']}")
+    if not 0 <= sched["warmup_iters"] <= sched["iters"]:
+        raise ConfigError(f"schedule.warmup_iters: must be in [0, schedule.iters={sched['iters']}], "
+                          f"got {sched['warmup_iters']}")
+    for key in ("log_interval", "checkpoint_interval", "eval_interval"):
+        if cfg["runtime"][key] < 1:
+            raise ConfigError(f"runtime.{key}: must be >= 1, got {cfg['runtime'][key]}")
 
 
 def _to_plain(node: Any) -> Any:
