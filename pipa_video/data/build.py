@@ -85,14 +85,19 @@ def _load_domain_index(cfg: Mapping, domain: Domain) -> FrameIndex:
         raise DatasetError(f"{key} = {section['index']!r}: no such directory (an index directory "
                            f"holds index.csv and meta.json)")
     index = load_index(section["index"], root=section["root"])
+    check_index_class_set(index, cfg, key=key)
+    return index
+
+
+def check_index_class_set(index: FrameIndex, cfg: Mapping, *, key: str) -> None:
+    """The index's labels must name the same classes, in the same order, as ``cfg.class_set``."""
     wanted = get_class_set(cfg["class_set"])
     if index.class_set.names != wanted.names:
         raise DatasetError(
-            f"{key} = {section['index']!r} was prepared for class set {index.class_set.name!r} "
+            f"{key} = {str(index.index_dir)!r} was prepared for class set {index.class_set.name!r} "
             f"({list(index.class_set.names)}), but class_set is {wanted.name!r} "
             f"({list(wanted.names)}): their classes differ; re-run the prepare tool with "
             f"--class-set {wanted.name} or change class_set")
-    return index
 
 
 def _dataset_name(index: FrameIndex) -> str:

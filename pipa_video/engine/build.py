@@ -19,20 +19,16 @@ def _val_evaluator(cfg: Mapping[str, Any], dist: DistInfo) -> Callable[[nn.Modul
     """Periodic evaluation on the held-out ``data.val`` split, or None when the config sets none."""
     if not cfg["data"]["val"]["index"]:
         return None
-    from pipa_video.evaluation.metrics import SegEvaluator
     from pipa_video.evaluation.runner import Predictor, build_eval_settings, evaluate_dataset
 
     settings = build_eval_settings(cfg)
     dataset = build_eval_dataset(cfg, "val")
-    class_set = settings.class_set
 
     def evaluate_on_val(model: nn.Module) -> dict:
         was_training = model.training
         model.eval()
-        evaluator = SegEvaluator(num_classes=class_set.num_classes, eval_ids=class_set.eval_ids,
-                                 protocol=settings.protocol, class_names=class_set.names)
         results = evaluate_dataset(Predictor(model.inference, settings=settings, device=dist.device), dataset,
-                                   evaluator=evaluator, rank=dist.rank, world_size=dist.world_size, progress=False)
+                                   evaluator=settings.make_evaluator(), rank=dist.rank, world_size=dist.world_size, progress=False)
         model.train(was_training)
         return {"mIoU": float(results["mIoU"])}
 

@@ -27,6 +27,7 @@ from pipa_video.data.io import (VideoFrameReader, is_video, open_video, read_fra
                                 read_train_ids, write_png)
 from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pipa_video.evaluation.inference import InferenceMode, ModelFn, predict_labels
+from pipa_video.data.build import check_index_class_set
 from pipa_video.evaluation.metrics import Protocol, SegEvaluator
 from pipa_video.evaluation.report import (OverlayVideoWriter, ReportContext, checkpoint_selection,
                                           colorize, format_table, overlay, per_class_frame,
@@ -64,6 +65,12 @@ class EvalSettings:
     std: tuple[float, float, float]
     device: str
     num_workers: int
+
+    def make_evaluator(self) -> SegEvaluator:
+        """A fresh evaluator over this class set's reported classes under this protocol."""
+        cs = self.class_set
+        return SegEvaluator(num_classes=cs.num_classes, eval_ids=cs.eval_ids, protocol=self.protocol,
+                            class_names=cs.names)
 
     def inference_summary(self) -> dict:
         summary = dict(mode=self.mode.value, resize=self.resize_wh, flip=self.flip, scales=list(self.scales))
@@ -104,9 +111,7 @@ def split_index(cfg: Mapping, split: str) -> FrameIndex:
     if not index_dir.is_dir():
         raise DatasetError(f"data.{split}.index: directory {index_dir} does not exist")
     index = load_index(index_dir, root=section["root"])
-    if get_class_set(index.meta.class_set).names != get_class_set(cfg["class_set"]).names:
-        raise DatasetError(f"{index_dir}: index labels are in class set {index.meta.class_set!r}, the config "
-                           f"asks for {cfg['class_set']!r} (class_set); re-run the prepare tool or fix the config")
+    check_index_class_set(index, cfg, key=f"data.{split}.index")
     return index
 
 
@@ -325,8 +330,7 @@ def evaluate(cfg: Mapping, *, checkpoint: str, out_dir: str | os.PathLike | None
     dataset = (dataset_builder or default_dataset_builder)(cfg, split)
     rank, world_size = _rank_and_world()
     cs = settings.class_set
-    evaluator = SegEvaluator(num_classes=cs.num_classes, eval_ids=cs.eval_ids, protocol=settings.protocol,
-                             class_names=cs.names)
+    evaluator = settings.make_evaluator()
     results = evaluate_dataset(predictor, dataset, evaluator=evaluator, num_workers=settings.num_workers,
                                rank=rank, world_size=world_size, progress=progress)
     context = _context(settings=settings, protocol=settings.protocol.value, split=split, index=index,

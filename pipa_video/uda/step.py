@@ -16,7 +16,7 @@ Every term is returned on its own, detached, for logging. Nothing here syncs wit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Sequence
 
@@ -89,7 +89,6 @@ class _TeacherView:
     key_prob: Tensor | None = None  # (B, C, h, w) softmax on the target key frame
     ref_temporal: Tensor | None = None  # temporal projections of the reference frame
     source_pixel: Tensor | None = None  # pixel projections of the source key frame
-    losses: dict = field(default_factory=dict)
 
 
 def _key(clip: dict) -> tuple[Tensor, Tensor]:
@@ -202,6 +201,7 @@ class SelfTrainingMethod(nn.Module):
                                                       imagenet_feat=imagenet_feat, label=label)
             total = total + self.settings.fd_weight * losses["loss_fd"]
         if self.pixel_loss is not None:
+            # Without a teacher (source-only), the bank holds the student's own detached projections.
             bank_feat = teacher_view.source_pixel if teacher_view is not None else proj[Head.PIXEL].detach()
             losses["loss_pixel_src"] = self.pixel_loss(
                 features=proj[Head.PIXEL], labels=label, student_pred=out.logits.detach().argmax(1),
