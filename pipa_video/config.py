@@ -121,8 +121,11 @@ SCHEMA: dict = dict(
             weight=opt(float, 0.0),  # beta
             tau=opt(float, 0.1),
             proj_dim=opt(int, 256),
-            iou_range=opt(tuple, (0.1, 1.0)),
-            crop_ratio=opt(float, 0.75),  # each crop's side as a share of the image side
+            # 'mixed_and_crop': view 1 is the mixed image the student already saw for L_M, view 2 one
+            # crop of it (one extra, smaller forward); 'two_crops': two fresh crops (two extra forwards).
+            views=opt(str, "mixed_and_crop", choices=("mixed_and_crop", "two_crops")),
+            iou_range=opt(tuple, (0.1, 1.0)),  # IoU of the two views' boxes
+            crop_ratio=opt(float, 0.5),  # each crop's side as a share of the image side
             num_anchors=opt(int, 1024),
         ),
         temporal_contrast=dict(
@@ -230,6 +233,15 @@ def _check_relations(cfg: dict) -> None:
     for key in ("log_interval", "checkpoint_interval", "eval_interval"):
         if cfg["runtime"][key] < 1:
             raise ConfigError(f"runtime.{key}: must be >= 1, got {cfg['runtime'][key]}")
+    patch = cfg["uda"]["patch_contrast"]
+    if not 0 < patch["crop_ratio"] <= 1:
+        raise ConfigError(f"uda.patch_contrast.crop_ratio: must be in (0, 1], got {patch['crop_ratio']}")
+    iou = patch["iou_range"]
+    if len(iou) != 2 or not 0 <= iou[0] <= iou[1] <= 1:
+        raise ConfigError(f"uda.patch_contrast.iou_range: must be (low, high) with 0 <= low <= high <= 1, got {iou}")
+    if patch["weight"] > 0 and patch["views"] == "mixed_and_crop" and not iou[0] <= patch["crop_ratio"] ** 2 <= iou[1]:
+        raise ConfigError(f"uda.patch_contrast.crop_ratio: with views='mixed_and_crop' the crop covers crop_ratio^2 = "
+                          f"{patch['crop_ratio'] ** 2:.3f} of the mixed view, outside iou_range {tuple(iou)}")
 
 
 def _to_plain(node: Any) -> Any:

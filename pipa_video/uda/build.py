@@ -13,7 +13,8 @@ from pipa_video.uda.contrast.pixel import PixelContrastLoss
 from pipa_video.uda.contrast.temporal import TemporalContrastLoss
 from pipa_video.uda.feature_distance import FeatureDistanceLoss
 from pipa_video.uda.pseudo import PseudoWeight
-from pipa_video.uda.step import ContrastLosses, Method, Reference, SelfTrainingMethod, SelfTrainingSettings
+from pipa_video.uda.step import (ContrastLosses, Method, PatchViews, Reference, SelfTrainingMethod,
+                                 SelfTrainingSettings)
 from pipa_video.uda.student import Head, StudentNet
 
 
@@ -71,6 +72,7 @@ def build_method(cfg: Mapping) -> SelfTrainingMethod:
         pixel_weight=uda["pixel_contrast"]["weight"],
         pixel_use_target=uda["pixel_contrast"]["use_target"],
         patch_weight=uda["patch_contrast"]["weight"],
+        patch_views=PatchViews(uda["patch_contrast"]["views"]),
         patch_crop_ratio=uda["patch_contrast"]["crop_ratio"],
         patch_iou_range=tuple(uda["patch_contrast"]["iou_range"]),
         temporal_weight=uda["temporal_contrast"]["weight"],

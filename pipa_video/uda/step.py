@@ -10,7 +10,10 @@ computed (DAFormer style), which frees that stage's activations before the next 
 3. ``_mix_stage``: ClassMix + strong augmentation, weighted cross-entropy on the mixed image,
    + temporal contrast (key-frame features of target pixels of the mixed view against the
    reference frame), + pixel contrast on confident target pseudo-labels when enabled.
-4. ``_patch_stage``: two overlapping crops of the mixed image through the STUDENT, patch contrast.
+4. Patch contrast, one patch in two contexts, both views through the STUDENT: by default the mixed
+   view itself (already forwarded in stage 3) against one crop of the mixed image, inside stage 3's
+   backward (``_patch_against_view``); or two fresh crops in a stage of their own (``_patch_two_crops``).
+   Each crop gets its own strong augmentation and flip.
 
 Every term is returned on its own, detached, for logging. Nothing here syncs with the CPU.
 """
@@ -25,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipa_video.data.classes import IGNORE_INDEX
-from pipa_video.uda.contrast.crops import apply_crop, crop_size, overlap_correspondence, sample_crop_pair
+from pipa_video.uda.contrast.crops import (CropPair, apply_crop, crop_feature_map, crop_size, overlap_correspondence,
+                                           sample_crop_in_view, sample_crop_pair)
 from pipa_video.uda.contrast.patch import PatchContrastLoss
 from pipa_video.uda.contrast.pixel import PixelContrastLoss
 from pipa_video.uda.contrast.temporal import TemporalContrastLoss
@@ -42,6 +46,11 @@ FEATURE_STRIDE = 4  # the segmentor's features and logits are at 1/4 of the inpu
 class Method(str, Enum):
     SOURCE_ONLY = "source_only"
     SELF_TRAINING = "self_training"
+
+
+class PatchViews(str, Enum):
+    MIXED_AND_CROP = "mixed_and_crop"
+    TWO_CROPS = "two_crops"
 
 
 class Reference(str, Enum):
@@ -67,7 +76,8 @@ class SelfTrainingSettings:
     pixel_weight: float = 0.0
     pixel_use_target: bool = False
     patch_weight: float = 0.0
-    patch_crop_ratio: float = 0.75
+    patch_views: PatchViews = PatchViews.MIXED_AND_CROP
+    patch_crop_ratio: float = 0.5
     patch_iou_range: tuple[float, float] = (0.1, 1.0)
     temporal_weight: float = 0.0
     temporal_reference: Reference = Reference.TEACHER
@@ -238,11 +248,12 @@ class SelfTrainingMethod(nn.Module):
                                     ignore_bottom=s.pseudo_ignore_bottom)
         mixed = class_mix(source_img=src_img, source_label=src_label, target_img=tgt_img,
                           pseudo_label=pseudo.label, pseudo_weight=pseudo.weight)
-        mixed_img = strong_augment(mixed.img, mean=self.mean, std=self.std, jitter_strength=s.jitter_strength,
-                                   jitter_prob=s.jitter_prob, blur=s.blur)
+        mixed_img = self._strong_augment(mixed.img)
         use_temporal = self.temporal_loss is not None and tv.ref_prob is not None
         use_pixel_tgt = self.pixel_loss is not None and s.pixel_use_target
-        project = tuple(h for h, on in ((Head.TEMPORAL, use_temporal), (Head.PIXEL, use_pixel_tgt)) if on)
+        patch_in_view = self.patch_loss is not None and s.patch_views is PatchViews.MIXED_AND_CROP
+        project = tuple(h for h, on in ((Head.TEMPORAL, use_temporal), (Head.PIXEL, use_pixel_tgt),
+                                        (Head.PATCH, patch_in_view)) if on)
         out, proj = self._student_forward(mixed_img, project=project)
         losses = {"loss_mix": _upsampled_ce(out.logits, mixed.label, mixed.weight),
                   "pseudo_weight": pseudo.weight.mean()}
@@ -253,14 +264,24 @@ class SelfTrainingMethod(nn.Module):
         if use_pixel_tgt:
             confident = mixed.mask | (pseudo.prob > s.pseudo_threshold)
             labels = mixed.label.masked_fill(~confident, IGNORE_INDEX)
+            # The bank holds teacher projections of source frames only: these student features are
+            # anchors and in-batch keys, never written to it.
             losses["loss_pixel_tgt"] = self.pixel_loss(
                 features=proj[Head.PIXEL], labels=labels, student_pred=out.logits.detach().argmax(1),
-                teacher_features=proj[Head.PIXEL].detach())
+                update_bank=False)
             total = total + s.pixel_weight * losses["loss_pixel_tgt"]
+        if patch_in_view:
+            losses["loss_patch"], tie = self._patch_against_view(proj[Head.PATCH], mixed.img, mixed.label)
+            total = total + s.patch_weight * losses["loss_patch"] + tie
         total.backward()
-        if self.patch_loss is not None:
-            losses["loss_patch"] = self._patch_stage(mixed_img.detach(), mixed.label)
+        if self.patch_loss is not None and not patch_in_view:
+            losses["loss_patch"] = self._patch_two_crops(mixed.img, mixed.label)
         return losses
+
+    def _strong_augment(self, img: Tensor) -> Tensor:
+        s = self.settings
+        return strong_augment(img, mean=self.mean, std=self.std, jitter_strength=s.jitter_strength,
+                              jitter_prob=s.jitter_prob, blur=s.blur)
 
     def _temporal(self, key_feat: Tensor, pasted: Tensor, target: dict, tv: _TeacherView) -> Tensor:
         """Temporal contrast between target pixels of the mixed key view and the reference frame.
@@ -281,8 +302,33 @@ class SelfTrainingMethod(nn.Module):
         return self.temporal_loss(key_feat=key_feat, ref_feat=ref_feat, key_prob=key_prob, ref_prob=ref_prob,
                                   valid_mask=target_cell)
 
-    def _patch_stage(self, img: Tensor, label: Tensor) -> Tensor:
-        """Two overlapping crops of the mixed image, each with its own flip, through the student.
+    def _patch_against_view(self, view_feat: Tensor, img: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        """The mixed view's patch features against one crop of the (unaugmented) mixed image.
+
+        The crop covers ``crop_ratio`` of each side, gets its own strong augmentation and flip and goes
+        through the student; its cells are matched with the view's cells under the crop box. Returns
+        the loss and a DDP tie of the crop's logits, both still to be backpropagated by the caller.
+        """
+        s = self.settings
+        stride = FEATURE_STRIDE
+        pair = sample_crop_in_view(image_hw=tuple(img.shape[-2:]),
+                                   crop_hw=crop_size(tuple(img.shape[-2:]), ratio=s.patch_crop_ratio, align=stride),
+                                   iou_range=s.patch_iou_range, flip_prob=0.5, align=stride)
+        box, flip = pair.box2, pair.flip2
+        out, proj = self._student_forward(self._strong_augment(apply_crop(img, box=box, flip=flip)),
+                                          project=(Head.PATCH,))
+        crop_feat = proj[Head.PATCH]
+        view_cells = crop_feature_map(view_feat, box=box, flip=flip, stride=stride)
+        crop_label = apply_crop(label, box=box, flip=flip)
+        # Both grids now share the crop's layout: the overlap is every cell, matched to itself.
+        corr = overlap_correspondence(CropPair(box1=box, box2=box, flip1=flip, flip2=flip), stride=stride,
+                                      feat_hw=tuple(crop_feat.shape[-2:]), device=img.device)
+        loss = self.patch_loss(feat1=view_cells, feat2=crop_feat, pseudo1=crop_label, pseudo2=crop_label,
+                               correspondence=corr)
+        return loss, _ddp_tie(out.logits)
+
+    def _patch_two_crops(self, img: Tensor, label: Tensor) -> Tensor:
+        """Two overlapping crops of the mixed image, each with its own augmentation and flip, through the student.
 
         Crop corners and sizes are multiples of the feature stride, so the two crops' feature
         cells cover the same image cells and the overlap maps cell for cell.
@@ -294,7 +340,8 @@ class SelfTrainingMethod(nn.Module):
                                 iou_range=s.patch_iou_range, flip_prob=0.5, align=stride)
         feats, labels, tie = [], [], 0.0
         for box, flip in ((pair.box1, pair.flip1), (pair.box2, pair.flip2)):
-            out, proj = self._student_forward(apply_crop(img, box=box, flip=flip), project=(Head.PATCH,))
+            out, proj = self._student_forward(self._strong_augment(apply_crop(img, box=box, flip=flip)),
+                                              project=(Head.PATCH,))
             feats.append(proj[Head.PATCH])
             tie = tie + _ddp_tie(out.logits)
             labels.append(apply_crop(label, box=box, flip=flip))

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipa_video.uda.contrast.crops import (CropBox, CropPair, apply_crop, crop_size, overlap_correspondence,
-                                           sample_crop_pair)
+from pipa_video.uda.contrast.crops import (CropBox, CropPair, apply_crop, crop_feature_map, crop_size,
+                                           overlap_correspondence, sample_crop_in_view, sample_crop_pair)
 
 H, W = 96, 128
 
@@ -108,3 +108,27 @@ def test_apply_crop_crops_and_flips_the_last_two_dims():
     assert torch.equal(apply_crop(x, box=box, flip=True), x[:, 1:4, 2:6].flip(-1))
     with pytest.raises(ValueError, match="does not fit"):
         apply_crop(x, box=CropBox(4, 0, 3, 4), flip=False)
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_view_cells_under_a_crop_hold_the_same_content_as_the_crop(stride):
+    """'mixed_and_crop' views: the whole view's feature cells under the crop box, laid out like the crop."""
+    g = torch.Generator().manual_seed(stride)
+    view_features = F.avg_pool2d(_coordinate_image(), stride)  # (1, 2, H/s, W/s)
+    for flip_prob in (0.0, 1.0):
+        pair = sample_crop_in_view(image_hw=(H, W), crop_hw=crop_size((H, W), ratio=0.5, align=stride),
+                                   iou_range=(0.1, 1.0), flip_prob=flip_prob, generator=g, align=stride)
+        assert pair.box1 == CropBox(0, 0, H, W) and not pair.flip1 and pair.flip2 == bool(flip_prob)
+        cells = crop_feature_map(view_features, box=pair.box2, flip=pair.flip2, stride=stride)
+        crop_features = F.avg_pool2d(apply_crop(_coordinate_image(), box=pair.box2, flip=pair.flip2), stride)
+        assert torch.equal(cells, crop_features)
+        if pair.flip2:  # not vacuous: ignoring the flip would not match
+            assert not torch.equal(crop_feature_map(view_features, box=pair.box2, flip=False, stride=stride),
+                                   crop_features)
+
+
+def test_crop_in_view_checks_range_and_alignment():
+    with pytest.raises(ValueError, match="outside iou_range"):
+        sample_crop_in_view(image_hw=(H, W), crop_hw=(24, 32), iou_range=(0.1, 1.0), flip_prob=0.5, align=4)
+    with pytest.raises(ValueError, match="not aligned"):
+        crop_feature_map(torch.zeros(1, 2, H // 4, W // 4), box=CropBox(2, 0, 48, 64), flip=False, stride=4)

@@ -5,13 +5,14 @@ import torch
 from pipa_video.config import validate
 from pipa_video.uda.build import build_method
 from pipa_video.uda.step import Method
+from pipa_video.uda.student import Head
 
 NUM_CLASSES = 15
 
 
-def _cfg(method="self_training", contrast_weight=0.0, **uda):
+def _cfg(method="self_training", contrast_weight=0.0, patch_contrast=None, pixel_contrast=None, **uda):
     w = contrast_weight
-    return validate({
+    cfg = validate({
         "class_set": "viper15",
         "model": {"backbone": {"type": "mit_demo", "pretrained": None}, "decode_head": {"type": "segformer", "channels": 32}},
         "uda": {"method": method, "pseudo_threshold": 0.0,
@@ -19,6 +20,9 @@ def _cfg(method="self_training", contrast_weight=0.0, **uda):
                 "patch_contrast": {"weight": w, "proj_dim": 16, "num_anchors": 64},
                 "temporal_contrast": {"weight": w, "proj_dim": 16, "num_anchors": 64, "confidence": 0.0}, **uda},
     })
+    cfg.uda.patch_contrast.update(patch_contrast or {})
+    cfg.uda.pixel_contrast.update(pixel_contrast or {})
+    return cfg
 
 
 def _clips(frames=2, size=64, seed=0):
@@ -78,30 +82,62 @@ def test_one_frame_clips_give_no_temporal_term_and_no_error():
     assert "loss_temporal" not in losses and "loss_patch" in losses
 
 
-def test_patch_stage_trains_the_segmentation_backbone():
+def test_two_crop_patch_stage_trains_the_segmentation_backbone():
     """PiPa defect 1: patch features must come from the student, so the backbone gets gradients."""
     torch.manual_seed(0)
-    method = build_method(_cfg(contrast_weight=0.1))
+    method = build_method(_cfg(contrast_weight=0.1, patch_contrast={"views": "two_crops"}))
     clip = _clips(seed=2)
     method.student.zero_grad()
-    loss = method._patch_stage(clip["img"][:, 0], clip["label"][:, 0])
+    loss = method._patch_two_crops(clip["img"][:, 0], clip["label"][:, 0])
     assert torch.isfinite(loss) and loss > 0
     assert _backbone_grad(method) > 0
 
 
-@pytest.mark.parametrize("term", ["pixel_contrast", "temporal_contrast"])
-def test_each_contrast_changes_the_backbone_gradient(term):
+def test_patch_against_the_mixed_view_trains_the_segmentation_backbone_through_both_views():
+    torch.manual_seed(0)
+    method = build_method(_cfg(contrast_weight=0.1))
+    clip = _clips(seed=2)
+    img = clip["img"][:, 0].requires_grad_(True)  # stands in for the view's path to the backbone
+    _, proj = method.student(img, project=(Head.PATCH,))
+    method.student.zero_grad()
+    loss, tie = method._patch_against_view(proj[Head.PATCH], clip["img"][:, 0], clip["label"][:, 0])
+    assert torch.isfinite(loss) and loss > 0
+    (loss + tie).backward()
+    assert _backbone_grad(method) > 0
+    assert img.grad is not None and img.grad.abs().sum() > 0  # the view's features are in the loss
+
+
+@pytest.mark.parametrize("term,extra", [
+    ("pixel_contrast", {}),
+    ("temporal_contrast", {}),
+    ("patch_contrast", {"views": "mixed_and_crop"}),
+    ("patch_contrast", {"views": "two_crops"}),
+])
+def test_each_contrast_changes_the_backbone_gradient(term, extra):
     """With the same RNG, turning one contrast on must change the backbone gradient."""
     grads = []
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
         cfg = _cfg(contrast_weight=0.0)
-        cfg.uda[term]["weight"] = weight
+        cfg.uda[term].update(extra, weight=weight)
         method = build_method(cfg)
         torch.manual_seed(1)
         method.train_step(_clips(), _clips(seed=1), iteration=0)
         grads.append(torch.cat([p.grad.flatten() for p in method.student.segmentor.backbone.parameters()]))
     assert not torch.allclose(grads[0], grads[1])
+
+
+def test_target_pixel_contrast_never_writes_student_features_to_the_bank():
+    """The bank holds teacher projections of source frames (method.md); the target term only reads it."""
+    torch.manual_seed(0)
+    method = build_method(_cfg(contrast_weight=0.1, pixel_contrast={"use_target": True}))
+    pushed = []
+    bank = method.pixel_loss.bank
+    original_push = bank.push
+    bank.push = lambda **kw: (pushed.append(kw["features"].shape[0]), original_push(**kw))[1]
+    losses = method.train_step(_clips(), _clips(seed=1), iteration=0)
+    assert "loss_pixel_tgt" in losses
+    assert len(pushed) == 1  # the source stage's teacher features only
 
 
 def test_checkpoint_state_round_trip():

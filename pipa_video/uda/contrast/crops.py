@@ -6,6 +6,13 @@
     crop2 = apply_crop(images, box=pair.box2, flip=pair.flip2)
     corr = overlap_correspondence(pair, stride=4, feat_hw=(96, 96))
 
+or, when the first view is the whole image that the student has already seen::
+
+    pair = sample_crop_in_view(image_hw=(512, 512), crop_hw=(256, 256), iou_range=(0.1, 1.0),
+                               flip_prob=0.5, align=4)
+    view_cells = crop_feature_map(view_features, box=pair.box2, flip=pair.flip2, stride=4)
+    # view_cells[..., i, j] and the crop's own features [..., i, j] look at the same image cell
+
 ``corr.idx1[j]`` and ``corr.idx2[j]`` are flat positions in the (h*w) feature grids of crop 1 and crop 2
 that look at the same image cell, wherever ``corr.valid[j]``. The match is computed in image
 coordinates of feature cells from the boxes and the stride, undoing each crop's flip, so it is exact
@@ -94,6 +101,45 @@ def sample_crop_pair(
             return CropPair(box1=box1, box2=box2, flip1=bool(flips[0]), flip2=bool(flips[1]))
     raise ValueError(f"sample_crop_pair: no pair of {crop_hw} crops of a {image_hw} image with IoU in "
                      f"{iou_range} after {max_tries} tries (align={align}); widen the range or change crop_ratio")
+
+
+def sample_crop_in_view(
+    *,
+    image_hw: tuple[int, int],
+    crop_hw: tuple[int, int],
+    iou_range: tuple[float, float],
+    flip_prob: float,
+    generator: torch.Generator | None = None,
+    align: int = 1,
+) -> CropPair:
+    """View 1 is the whole image (unflipped); view 2 is one ``crop_hw`` crop of it with its own flip.
+
+    The views' IoU is the crop's share of the image, fixed by ``crop_hw``; it must lie in ``iou_range``.
+    The overlap is the whole crop: take view 1's features there with ``crop_feature_map``.
+    """
+    (img_h, img_w), (crop_h, crop_w) = image_hw, crop_hw
+    if not (0 < crop_h <= img_h and 0 < crop_w <= img_w):
+        raise ValueError(f"sample_crop_in_view: crop_hw {crop_hw} must fit in image_hw {image_hw}")
+    if align <= 0 or crop_h % align or crop_w % align:
+        raise ValueError(f"sample_crop_in_view: crop_hw {crop_hw} must be a multiple of align={align}")
+    view = CropBox(top=0, left=0, height=img_h, width=img_w)
+    crop = _random_box(img_h, img_w, crop_h, crop_w, align, generator)
+    lo, hi = iou_range
+    if not lo <= view.iou(crop) <= hi:
+        raise ValueError(f"sample_crop_in_view: a {crop_hw} crop covers {view.iou(crop):.3f} of a {image_hw} image, "
+                         f"outside iou_range {iou_range}; change crop_ratio or the range")
+    flip = bool(torch.rand(1, generator=generator)[0] < flip_prob)
+    return CropPair(box1=view, box2=crop, flip1=False, flip2=flip)
+
+
+def crop_feature_map(feat: Tensor, *, box: CropBox, flip: bool, stride: int) -> Tensor:
+    """The cells of a whole-image feature map (..., H/stride, W/stride) under ``box``, laid out (and
+    flipped) like the features of the crop itself, so the two grids match cell for cell."""
+    if any(v % stride for v in (box.top, box.left, box.height, box.width)):
+        raise ValueError(f"crop_feature_map: {box} is not aligned to stride {stride}; sample crops with align=stride")
+    cell_box = CropBox(top=box.top // stride, left=box.left // stride, height=box.height // stride,
+                       width=box.width // stride)
+    return apply_crop(feat, box=cell_box, flip=flip)
 
 
 def crop_size(image_hw: tuple[int, int], *, ratio: float, align: int = 1) -> tuple[int, int]:
