@@ -63,6 +63,10 @@ def _dataset(**overrides: Spec) -> dict:
 
 SCHEMA: dict = dict(
     class_set=opt(str, "cityscapes19"),  # what the model predicts; indexes must agree
+    # A pipa-video checkpoint whose segmentor weights initialise the student and the teacher (e.g. a
+    # source-only model to adapt to new footage). Iteration, optimiser and schedule start afresh;
+    # --resume continues a run instead. Class set and model types must match the config.
+    load_from=opt(str),
     data=dict(
         source=_dataset(
             rcs=dict(

@@ -13,6 +13,7 @@ from pipa_video.engine.dist import DistInfo, init_distributed
 from pipa_video.engine.seed import seed_everything
 from pipa_video.engine.trainer import build_trainer
 from pipa_video.uda.build import build_method
+from pipa_video.uda.step import SelfTrainingMethod
 
 
 def _val_evaluator(cfg: Mapping[str, Any], dist: DistInfo) -> Callable[[nn.Module], dict] | None:
@@ -35,11 +36,29 @@ def _val_evaluator(cfg: Mapping[str, Any], dist: DistInfo) -> Callable[[nn.Modul
     return evaluate_on_val
 
 
+def init_from_checkpoint(method: SelfTrainingMethod, cfg: Mapping[str, Any]) -> None:
+    """``load_from``: the checkpoint's segmentor weights into the student, then copied to the teacher.
+
+    The training-only projection heads keep their fresh initialisation; nothing else is restored.
+    """
+    from pipa_video.evaluation.runner import check_checkpoint_compatible, load_checkpoint, load_weights_strict
+
+    path = cfg["load_from"]
+    ckpt = load_checkpoint(path)
+    check_checkpoint_compatible(ckpt, cfg, path=path)
+    load_weights_strict(method.student.segmentor, ckpt["model"], path=path)
+    if method.teacher is not None:
+        method.teacher.update(method.student, iteration=0)  # alpha 0 at iteration 0: an exact copy
+
+
 def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool | str = False) -> dict[str, Any]:
     """Train the method a validated config describes; returns the trainer's summary."""
     dist = init_distributed(cfg["runtime"]["device"])
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
-    method = build_method(cfg).to(dist.device)
+    method = build_method(cfg)
+    if cfg["load_from"]:
+        init_from_checkpoint(method, cfg)  # a later --resume overwrites these weights, as it should
+    method = method.to(dist.device)
     loaders = partial(_loaders, cfg, dist)
     trainer = build_trainer(cfg, method=method, loaders_factory=loaders, work_dir=Path(work_dir), dist=dist,
                             evaluate_fn=_val_evaluator(cfg, dist))

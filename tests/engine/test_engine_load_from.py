@@ -1,0 +1,52 @@
+"""``load_from``: a checkpoint's segmentor initialises student and teacher; mismatches are clear errors."""
+import pytest
+import torch
+
+from pipa_video.config import validate
+from pipa_video.engine.build import init_from_checkpoint
+from pipa_video.engine.checkpoint import make_meta, save_checkpoint
+from pipa_video.evaluation.runner import CheckpointError
+from pipa_video.uda.build import build_method
+
+
+def _cfg(method="self_training", head="segformer", load_from=None):
+    return validate({
+        "class_set": "viper15", "load_from": load_from,
+        "model": {"backbone": {"type": "mit_demo", "pretrained": None}, "decode_head": {"type": head, "channels": 32}},
+        "uda": {"method": method, "pixel_contrast": {"weight": 0.1, "proj_dim": 16, "bank_size": 8}},
+    })
+
+
+def _save(tmp_path, cfg, seed=3):
+    torch.manual_seed(seed)
+    trained = build_method(cfg)
+    path = save_checkpoint({"model": trained.student.segmentor.state_dict(), "config": cfg,
+                            "meta": make_meta(class_set=cfg["class_set"], num_classes=15, iteration=7,
+                                              selection="last iteration")}, tmp_path / "source_only.pth")
+    return trained, path
+
+
+def test_student_and_teacher_start_from_the_checkpoint(tmp_path):
+    trained, path = _save(tmp_path, _cfg("source_only"))
+    cfg = _cfg("self_training", load_from=str(path))
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    init_from_checkpoint(method, cfg)
+    expected = trained.student.segmentor.state_dict()
+    for name, value in method.student.segmentor.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    for name, value in method.teacher.model.segmentor.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_a_checkpoint_of_another_model_is_refused_naming_the_keys(tmp_path):
+    _, path = _save(tmp_path, _cfg("source_only", head="daformer"))
+    cfg = _cfg("self_training", load_from=str(path))
+    with pytest.raises(CheckpointError, match="decode head 'daformer'.*model.decode_head.type"):
+        init_from_checkpoint(build_method(cfg), cfg)
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    cfg = _cfg(load_from=str(tmp_path / "nope.pth"))
+    with pytest.raises(CheckpointError, match="nope.pth not found"):
+        init_from_checkpoint(build_method(cfg), cfg)
