@@ -15,7 +15,6 @@ from pathlib import Path
 from pipa_video.config import ConfigError, DictAction, load_config
 from pipa_video.data.index import DatasetError
 from pipa_video.engine.checkpoint import CheckpointError
-from pipa_video.evaluation.runner import CheckpointError as EvalCheckpointError
 
 
 def _add_config(parser: argparse.ArgumentParser, *, flag: bool = False) -> None:
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError, CheckpointError, EvalCheckpointError) as err:
+    except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as err:
         print(f"pipa-video {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -158,6 +158,9 @@ SCHEMA: dict = dict(
         protocol=opt(str, "davsn", choices=("davsn", "unified")),
         mode=opt(str, "whole", choices=("whole", "slide")),
         resize=opt(tuple, nullable=True),  # (w, h) network input; logits go back to label size
+        # (w, h), same order as resize: temporal consistency (flow, warping, flicker) runs on frames
+        # (area) and predictions/labels (nearest) resized to it, since 2048x1024 is slow; None = full
+        tc_resize=opt(tuple, nullable=True),
         window=opt(tuple, (1024, 1024)),  # slide inference window (h, w)
         stride=opt(tuple, (512, 512)),
         flip=opt(bool, False),

@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterator, Mapping
 
+import cv2
 import torch
 from torch.utils.data import DataLoader
 
@@ -129,11 +130,23 @@ def build_eval_dataset(cfg: Mapping, split: str = "val") -> ClipDataset:
                        transform=transform, name=_dataset_name(index))
 
 
+def worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of every DataLoader: one torch and one OpenCV thread per worker process.
+
+    Workers are already parallel with each other and with the main process; a thread pool per
+    worker oversubscribes the cores (on a small CPU machine that costs an order of magnitude, see
+    docs/design.md). torch's worker loop also sets one torch thread, but OpenCV's pool (resize,
+    remap in the transforms) keeps one thread per core unless told. Module level: picklable for spawn.
+    """
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
 def _loader(dataset: ClipDataset, sampler: IterationSampler, cfg: Mapping) -> DataLoader:
     workers = int(cfg["data"]["num_workers"])
     pin = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                      persistent_workers=workers > 0, pin_memory=pin)
+                      persistent_workers=workers > 0, pin_memory=pin, worker_init_fn=worker_init)
 
 
 def build_train_loaders(cfg: Mapping, *, start_iter: int, rank: int = 0,

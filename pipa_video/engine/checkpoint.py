@@ -29,6 +29,9 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+# The one checkpoint error of the package (backbone weights, training, evaluation), re-exported here.
+from pipa_video.models.checkpoint import CheckpointError
+
 FORMAT_VERSION = 1
 LATEST_NAME = "latest.pth"
 BEST_NAME = "best.pth"
@@ -61,10 +64,6 @@ class Selection(str, Enum):
 
     def describe(self, metric: str) -> str:
         return self.value.format(metric=metric)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable or not a pipa-video checkpoint; names the file."""
 
 
 def make_meta(*, class_set: str | None, num_classes: int | None, iteration: int, selection: str,

@@ -44,6 +44,7 @@ class ReportContext:
     rider: str = UNKNOWN  # rider rule the labels were converted with (index meta.json)
     index_dir: str = UNKNOWN
     inference: dict = field(default_factory=dict)
+    resolution: str | None = None  # size the numbers were computed at, where it is a choice (TC reports)
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -57,6 +58,8 @@ class ReportContext:
             f"- checkpoint selection: {self.selection}",
             f"- rider rule of the labels: {self.rider}",
         ]
+        if self.resolution:
+            lines.append(f"- computed at: {self.resolution}")
         if self.inference:
             lines.append("- inference: " + ", ".join(f"{k}={v}" for k, v in self.inference.items()))
         lines += [f"- note: {n}" for n in self.notes]
@@ -332,7 +335,8 @@ def write_tc_report(out_dir: str | os.PathLike, tc_results: dict, context: Repor
     write_csv(paths["pairs_csv"], pairs)
     atomic_write_text(paths["markdown"], tc_report_text(tc_results, context))
     write_json(paths["json"], dict(context=asdict(context), definitions=TC_DEFINITIONS,
-                                   overall=tc_results["overall"], per_sequence=tc_results["per_sequence"]))
+                                   resolution=tc_results["resolution"], overall=tc_results["overall"],
+                                   per_sequence=tc_results["per_sequence"]))
     if plot:
         plot_consistency_over_time(pairs, paths["plot"], title=f"{context.class_set}, {context.split}: "
                                    f"temporal consistency per sequence")

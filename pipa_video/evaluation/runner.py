@@ -21,18 +21,20 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from pipa_video.config import ConfigError
 from pipa_video.data.classes import ClassSet, Rider, get_class_set
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
 from pipa_video.data.io import (VideoFrameReader, is_video, open_video, read_frame, read_rgb,
                                 read_train_ids, write_png)
 from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pipa_video.evaluation.inference import InferenceMode, ModelFn, predict_labels
-from pipa_video.data.build import check_index_class_set
+from pipa_video.data.build import check_index_class_set, worker_init
 from pipa_video.evaluation.metrics import Protocol, SegEvaluator
 from pipa_video.evaluation.report import (OverlayVideoWriter, ReportContext, checkpoint_selection,
                                           colorize, format_table, overlay, per_class_frame,
                                           write_colour_png, write_eval_report, write_json, write_tc_report)
 from pipa_video.evaluation.temporal import TemporalConsistency
+from pipa_video.models.checkpoint import CheckpointError  # the package's one checkpoint error, re-exported
 
 DATASET_SECTIONS = ("source", "target", "val", "test")
 CHECKPOINT_KEYS = ("model", "config", "meta")
@@ -44,10 +46,6 @@ PREDICTION_NAME = "{frame:06d}.png"  # <predictions_dir>/<sequence>/<frame:06d>.
 ModelBuilder = Callable[[Mapping, int], nn.Module]
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, malformed or does not fit the config; the message names it."""
-
-
 # --- config -> settings --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EvalSettings:
@@ -57,6 +55,7 @@ class EvalSettings:
     protocol: Protocol
     mode: InferenceMode
     resize_wh: tuple[int, int] | None
+    tc_resize_wh: tuple[int, int] | None  # temporal consistency's (w, h); None = the predictions' size
     window: tuple[int, int]
     stride: tuple[int, int]
     flip: bool
@@ -88,6 +87,7 @@ def build_eval_settings(cfg: Mapping, *, protocol: str | None = None) -> EvalSet
         protocol=Protocol.parse(protocol or ev["protocol"]),
         mode=InferenceMode.parse(ev["mode"]),
         resize_wh=tuple(int(v) for v in resize) if resize else None,
+        tc_resize_wh=_size_wh(ev["tc_resize"], key="evaluation.tc_resize"),
         window=tuple(int(v) for v in ev["window"]),
         stride=tuple(int(v) for v in ev["stride"]),
         flip=bool(ev["flip"]),
@@ -97,6 +97,15 @@ def build_eval_settings(cfg: Mapping, *, protocol: str | None = None) -> EvalSet
         device=cfg["runtime"]["device"],
         num_workers=int(cfg["data"]["num_workers"]),
     )
+
+
+def _size_wh(value, *, key: str) -> tuple[int, int] | None:
+    """None or two positive ints (w, h); a ConfigError naming ``key`` otherwise."""
+    if value is None:
+        return None
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ConfigError(f"{key}: expected two positive ints (w, h) or None, got {value!r}")
+    return int(value[0]), int(value[1])
 
 
 def split_index(cfg: Mapping, split: str) -> FrameIndex:
@@ -266,7 +275,7 @@ def evaluate_dataset(predictor: Predictor, dataset: Dataset, *, evaluator: SegEv
     from tqdm import tqdm
 
     shard = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
-    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers, worker_init_fn=worker_init)
     evaluator.reset()
     skipped = 0
     for sample in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
@@ -298,7 +307,7 @@ def protocol_notes(*, protocol: Protocol, rider: str, class_set: ClassSet, selec
 
 
 def _context(*, settings: EvalSettings, protocol: str, split: str, index: FrameIndex, checkpoint: str | None,
-             meta: dict | None, extra_notes: Sequence[str] = ()) -> ReportContext:
+             meta: dict | None, extra_notes: Sequence[str] = (), resolution: str | None = None) -> ReportContext:
     selection = checkpoint_selection(meta) if checkpoint else "none (saved predictions)"
     notes = list(extra_notes)
     if protocol in {p.value for p in Protocol}:
@@ -309,7 +318,7 @@ def _context(*, settings: EvalSettings, protocol: str, split: str, index: FrameI
         protocol=protocol, class_set=cs.name, evaluated_classes=[cs.names[i] for i in cs.eval_ids], split=split,
         checkpoint=str(checkpoint) if checkpoint else "none", selection=selection,
         iteration=(meta or {}).get("iteration"), rider=index.meta.rider, index_dir=str(index.index_dir),
-        inference=settings.inference_summary() if checkpoint else {}, notes=notes)
+        inference=settings.inference_summary() if checkpoint else {}, resolution=resolution, notes=notes)
 
 
 def default_dataset_builder(cfg: Mapping, split: str) -> Dataset:
@@ -364,6 +373,15 @@ def saved_prediction(predictions_dir: str | os.PathLike, sequence: str, frame: i
     return read_train_ids(path)
 
 
+def tc_resolution(resolution: Mapping) -> str:
+    """What a ``TemporalConsistency`` result's ``resolution`` means, for the report."""
+    sizes = ", ".join(f"{w}x{h}" for w, h in resolution["computed_wh"]) or "no frame"
+    if resolution["size_wh"] is None:
+        return f"{sizes} (w x h): the predictions' own size, full resolution (evaluation.tc_resize not set)"
+    return (f"{sizes} (w x h) set by evaluation.tc_resize: frames resized with area interpolation, "
+            f"predictions and labels with nearest neighbour")
+
+
 def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | None = None,
               predictions_dir: str | None = None, split: str = "val", max_sequences: int | None = None,
               model_builder: ModelBuilder | None = None, progress: bool = True) -> dict:
@@ -384,7 +402,7 @@ def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | Non
         meta = ckpt["meta"]
         predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
                                          settings=settings)
-    tc = TemporalConsistency(num_classes=settings.class_set.num_classes)
+    tc = TemporalConsistency(num_classes=settings.class_set.num_classes, size_wh=settings.tc_resize_wh)
     videos = VideoFrameReader()
     sequences = list(_sequence_rows(index, max_sequences))
     bar = tqdm(total=sum(len(rows) for _, rows in sequences), desc="tc-report", disable=not progress)
@@ -408,7 +426,7 @@ def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | Non
         notes.append(f"{len(gaps)} of {len(results['pairs'])} frame pairs are not consecutive frames "
                      f"(gaps {sorted(set(gaps))[:5]}); see the gap column of {Path(out_dir) / 'tc_pairs.csv'}")
     context = _context(settings=settings, protocol=TC_PROTOCOL, split=split, index=index, checkpoint=checkpoint,
-                       meta=meta, extra_notes=notes)
+                       meta=meta, extra_notes=notes, resolution=tc_resolution(results["resolution"]))
     files = write_tc_report(out_dir, results, context)
     o = results["overall"]
     print("\n".join(context.lines()))
@@ -472,7 +490,7 @@ def predict(cfg: Mapping, *, checkpoint: str, input_path: str | os.PathLike, out
                                      settings=settings)
     num_frames, video_fps, batches = stream_frames(input_path)
     out_dir, name, cs = Path(out_dir), Path(input_path).stem, settings.class_set
-    tc = TemporalConsistency(num_classes=cs.num_classes)
+    tc = TemporalConsistency(num_classes=cs.num_classes, size_wh=settings.tc_resize_wh)
     writer = None
     frame_id = 0
     try:
@@ -497,7 +515,8 @@ def predict(cfg: Mapping, *, checkpoint: str, input_path: str | os.PathLike, out
     results = tc.evaluate()
     summary = dict(input=str(input_path), checkpoint=str(checkpoint), selection=checkpoint_selection(ckpt["meta"]),
                    class_set=cs.name, frames=frame_id, inference=settings.inference_summary(),
-                   temporal_consistency=results["overall"])
+                   temporal_consistency=results["overall"],
+                   temporal_consistency_resolution=tc_resolution(results["resolution"]))
     summary_path = write_json(out_dir / "temporal_consistency.json", summary)
     print(f"{frame_id} frames -> {out_dir}; TC mIoU {results['overall']['tc_miou']:.2f}, "
           f"flicker {results['overall']['flicker']:.2f}")

@@ -15,7 +15,10 @@ For consecutive frames t-1, t of one sequence:
 
 ``TemporalConsistency`` accumulates these per sequence and overall. Overall numbers are
 pixel-weighted: sums of pixel counts (and one confusion matrix) over every frame pair. All numbers
-are in percent.
+are in percent. By default they are computed at the predictions' size; ``size_wh`` (config
+``evaluation.tc_resize``) computes them on frames (area) and predictions and labels (nearest)
+resized to (w, h) instead, since two DIS flows and the warping per frame are slow at 2048x1024.
+The result's ``resolution`` says which size was used.
 """
 from __future__ import annotations
 
@@ -51,6 +54,17 @@ def to_grey(frame_rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if grey.shape != tuple(size_hw):
         grey = cv2.resize(grey, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(grey, dtype=np.uint8)
+
+
+def resize_nearest(values: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """``values`` (H, W) at ``size_wh`` = (w, h), nearest pixel centre: class ids must not be blended."""
+    h, w = values.shape
+    out_w, out_h = size_wh
+    if (out_w, out_h) == (w, h):
+        return values
+    rows = np.minimum(((np.arange(out_h) + 0.5) * (h / out_h)).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(out_w) + 0.5) * (w / out_w)).astype(np.int64), w - 1)
+    return values[rows[:, None], cols[None, :]]
 
 
 def _sample_coords(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,11 +180,14 @@ class _Sequence:
 class TemporalConsistency:
     """Feed the frames of each sequence in order; ``evaluate`` gives per-sequence and overall numbers."""
 
-    def __init__(self, *, num_classes: int, flow_fn: FlowFn | None = None,
-                 ignore_index: int = IGNORE_INDEX, keep_valid_masks: bool = False) -> None:
+    def __init__(self, *, num_classes: int, flow_fn: FlowFn | None = None, ignore_index: int = IGNORE_INDEX,
+                 keep_valid_masks: bool = False, size_wh: tuple[int, int] | None = None) -> None:
         if num_classes > 255:
             raise ValueError("temporal consistency stores predictions as uint8: at most 255 classes")
+        if size_wh is not None and (len(size_wh) != 2 or min(size_wh) < 1):
+            raise ValueError(f"size_wh must be two positive ints (w, h), got {size_wh!r}")
         self.num_classes = num_classes
+        self.size_wh = None if size_wh is None else (int(size_wh[0]), int(size_wh[1]))
         self.flow_fn = flow_fn or dis_flow_fn()
         self.ignore_index = ignore_index
         self.keep_valid_masks = keep_valid_masks  # for tests and visualisation
@@ -182,6 +199,7 @@ class TemporalConsistency:
         self.valid_masks: list[np.ndarray] = []
         self._current: str | None = None
         self._prev: tuple[np.ndarray, np.ndarray, int | None] | None = None  # grey, pred, frame
+        self.computed_wh: dict[tuple[int, int], None] = {}  # sizes the pairs were computed at, in order
 
     def process(self, frame_rgb: np.ndarray, pred: np.ndarray, label: np.ndarray | None = None, *,
                 sequence: str, frame: int | None = None) -> dict | None:
@@ -203,6 +221,10 @@ class TemporalConsistency:
             self._current, self._prev = sequence, None
         seq = self.sequences[sequence]
         seq.frames += 1
+        if self.size_wh is not None:
+            pred = resize_nearest(pred, self.size_wh)
+            label = None if label is None else resize_nearest(np.asarray(label), self.size_wh)
+        self.computed_wh[(pred.shape[1], pred.shape[0])] = None
         grey = to_grey(frame_rgb, pred.shape)
         pred = pred.astype(np.uint8)
         row = None
@@ -231,7 +253,8 @@ class TemporalConsistency:
         return row
 
     def evaluate(self) -> dict:
-        """``overall`` and ``per_sequence`` ratios (flicker, agreement, tc_miou, ...) and ``pairs``."""
+        """``overall`` and ``per_sequence`` ratios (flicker, agreement, tc_miou, ...), ``pairs`` and
+        ``resolution``: the requested ``size_wh`` (None: the predictions' size) and every (w, h) computed at."""
         per_sequence = []
         total, total_matrix = PairStats(), np.zeros((self.num_classes,) * 2, np.int64)
         for name, seq in self.sequences.items():
@@ -241,4 +264,6 @@ class TemporalConsistency:
                                      tc_miou=100.0 * miou_present(seq.matrix), **seq.stats.ratios()))
         overall = dict(sequences=len(self.sequences), frames=sum(s.frames for s in self.sequences.values()),
                        pairs=len(self.pairs), tc_miou=100.0 * miou_present(total_matrix), **total.ratios())
-        return dict(overall=overall, per_sequence=per_sequence, pairs=list(self.pairs))
+        resolution = dict(size_wh=None if self.size_wh is None else list(self.size_wh),
+                          computed_wh=[list(wh) for wh in self.computed_wh])
+        return dict(overall=overall, per_sequence=per_sequence, pairs=list(self.pairs), resolution=resolution)

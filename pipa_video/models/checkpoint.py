@@ -41,7 +41,11 @@ MAX_LISTED_KEYS = 20
 
 
 class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not match the model; the message names the keys."""
+    """A checkpoint is missing, unreadable, not ours or does not fit the model or config; names the file/keys.
+
+    The package's only checkpoint error: ``pipa_video.engine.checkpoint`` and
+    ``pipa_video.evaluation.runner`` re-export it, so one ``except CheckpointError`` catches them all.
+    """
 
 
 class MiTLayout(str, Enum):

@@ -134,3 +134,19 @@ def test_rare_class_sampling_is_wired(tmp_path):
     cfg.data.source.rcs.min_pixels = 10**6
     with pytest.raises(DatasetError, match="min_pixels"):
         build_train_loaders(cfg, start_iter=0)
+
+
+def test_worker_init_leaves_one_torch_and_one_opencv_thread():
+    import pickle
+
+    from pipa_video.data.build import worker_init
+
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        torch.set_num_threads(2)
+        worker_init(0)
+        assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
+    finally:
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(cv2_threads)
+    assert pickle.loads(pickle.dumps(worker_init)) is worker_init  # spawned workers receive it pickled

@@ -43,6 +43,14 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert _leftovers(tmp_path) == []
 
 
+def test_one_checkpoint_error_class_under_every_import_path():
+    from pipa_video.evaluation.runner import CheckpointError as EvalCheckpointError
+    from pipa_video.models.checkpoint import CheckpointError as ModelCheckpointError
+
+    assert CheckpointError is EvalCheckpointError is ModelCheckpointError
+    assert issubclass(CheckpointError, ValueError)
+
+
 def test_missing_corrupt_and_foreign_files_get_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="nope.pth does not exist"):
         load_checkpoint(tmp_path / "nope.pth")

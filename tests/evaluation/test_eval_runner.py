@@ -9,6 +9,7 @@ import torch
 from eval_fixtures import (CLASS_SET, FRAME_HW, IndexClips, PaletteSegmentor, label_map, make_cfg, make_index,
                            paint, palette_builder, save_checkpoint)
 
+from pipa_video.config import ConfigError, validate
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.index import DatasetError
 from pipa_video.data.io import read_train_ids, write_png
@@ -149,6 +150,39 @@ def test_tc_report_notes_frame_gaps_and_unlabelled_frames(tmp_path):
     assert out["context"]["selection"] == "unknown"  # the checkpoint records no selection
     # frames 0, 2, 4 with labels on 0 and 4: the pair ending at 2 has none, the one ending at 4 has.
     assert np.isnan(out["pairs"][0]["acc"]) and out["pairs"][1]["acc"] == pytest.approx(100.0)
+
+
+def test_tc_report_at_tc_resize_states_the_resolution(tiny, tmp_path):
+    cfg, ckpt, _ = tiny
+    kwargs = dict(checkpoint=ckpt, model_builder=palette_builder(), progress=False)
+    full = tc_report(cfg, out_dir=tmp_path / "full", **kwargs)
+    assert full["resolution"] == dict(size_wh=None, computed_wh=[[FRAME_HW[1], FRAME_HW[0]]])
+    assert "computed at: 32x24 (w x h): the predictions' own size" in open(full["files"]["markdown"]).read()
+    cfg.evaluation.tc_resize = (16, 12)  # (w, h), like evaluation.resize; the frames are 32x24
+    half = tc_report(cfg, out_dir=tmp_path / "half", **kwargs)
+    assert half["resolution"] == dict(size_wh=[16, 12], computed_wh=[[16, 12]])
+    stated = "computed at: 16x12 (w x h) set by evaluation.tc_resize"
+    assert stated in open(half["files"]["markdown"]).read()
+    summary = json.loads(open(half["files"]["json"]).read())
+    assert summary["resolution"]["computed_wh"] == [[16, 12]] and stated[len("computed at: "):] in \
+        summary["context"]["resolution"]
+    assert half["overall"]["pairs"] == full["overall"]["pairs"] == 6
+    assert half["overall"]["acc"] == pytest.approx(100.0)  # labels resized with the predictions
+
+
+@pytest.mark.parametrize("value", [(16, 0), (16,), (16.5, 12), (True, 12)])
+def test_bad_tc_resize_is_a_config_error_naming_the_key(tiny, value):
+    cfg, _, _ = tiny
+    cfg.evaluation.tc_resize = value
+    with pytest.raises(ConfigError, match=r"evaluation\.tc_resize: expected two positive ints \(w, h\)"):
+        build_eval_settings(cfg)
+
+
+def test_tc_resize_is_a_config_key():
+    assert validate(dict(evaluation=dict(tc_resize=(1024, 512))))["evaluation"]["tc_resize"] == (1024, 512)
+    assert validate({})["evaluation"]["tc_resize"] is None
+    with pytest.raises(ConfigError, match="evaluation.tc_resize"):
+        validate(dict(evaluation=dict(tc_resize="1024x512")))
 
 
 def test_tc_report_argument_errors(tiny, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipa_video.evaluation.temporal import (TemporalConsistency, fb_consistent_mask, inside_mask,
-                                            pair_consistency, warp_nearest)
+                                            pair_consistency, resize_nearest, warp_nearest)
 
 H, W = 72, 96
 SHIFT_X, SHIFT_Y = 4, 2  # the scene moves right and down between t-1 and t
@@ -141,3 +141,30 @@ def test_sequence_rules():
         tc.process(frame, np.full((2, 2), 3), sequence="b")
     with pytest.raises(ValueError, match="label"):
         tc.process(frame, np.zeros((2, 2), int), np.zeros((3, 3), np.uint8), sequence="b")
+
+
+def test_size_wh_computes_on_resized_frames_predictions_and_labels():
+    shapes = []
+
+    def recording_flow(grey_from, grey_to):
+        shapes.append((grey_from.shape, grey_to.shape))
+        return np.zeros((*grey_from.shape, 2), np.float32)
+
+    small = np.array([[0, 1, 2, 0], [2, 2, 1, 0]])
+    full = np.kron(small, np.ones((4, 4), int))  # (8, 16): each id a 4x4 block
+    assert np.array_equal(resize_nearest(full, (4, 2)), small)
+    frame = np.zeros((8, 16, 3), np.uint8)
+    tc = TemporalConsistency(num_classes=3, flow_fn=recording_flow, keep_valid_masks=True, size_wh=(4, 2))
+    tc.process(frame, full, full, sequence="s")
+    changed = full.copy()
+    changed[:4, :4] = 1  # one block, i.e. one of the 8 resized pixels
+    pair = tc.process(frame, changed, full, sequence="s")
+    assert shapes == [((2, 4), (2, 4))] * 2  # both flows ran on (h, w) = (2, 4) grey frames
+    assert tc.valid_masks[0].shape == (2, 4)
+    assert pair["flicker"] == pytest.approx(100 / 8) and pair["acc"] == pytest.approx(100 * 7 / 8)
+    assert tc.evaluate()["resolution"] == dict(size_wh=[4, 2], computed_wh=[[4, 2]])
+    at_full = TemporalConsistency(num_classes=3, flow_fn=recording_flow)
+    at_full.process(frame, full, sequence="s")
+    assert at_full.evaluate()["resolution"] == dict(size_wh=None, computed_wh=[[16, 8]])
+    with pytest.raises(ValueError, match="two positive ints"):
+        TemporalConsistency(num_classes=3, size_wh=(4, 0))
