@@ -3,8 +3,8 @@
 Part 1 times each loss (forward + backward) on random projections at a realistic grid (B=2, D=256,
 128x128 features for a 512x512 crop) while the number of anchors and the memory-bank size grow;
 the cost must grow linearly with the bank (the keys of the InfoNCE), never quadratically.
-Part 2 times a whole PiPa++ step and a plain self-training step of the same model in the same
-run: the overhead of the three contrasts together.
+Part 2 times whole steps of the same model in the same run: plain self-training, each contrast
+alone (both patch views), and PiPa++ with all three: the overhead of each term and of the three together.
 
     python benchmarks/contrast.py                        # CPU: MiT-B0, 256x256 crops
     python benchmarks/contrast.py --crop 512 --backbone mit_b5   # what the GPU goal is stated for
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 from pathlib import Path
 
 import torch
@@ -55,12 +56,29 @@ def pixel_loss_cost(*, anchors_per_class: int, bank_size: int, grid: int, dim: i
             "ms": 1000 * _median(times), "peak_mib": peak_mib(device)}
 
 
-def step_cost(backbone: str, *, crop: int, frames: int, device: torch.device, iters: int, pipa: bool) -> float:
-    weight = 0.1 if pipa else 0.0
+# Whole-step variants, all timed in one run on the same model and batch. Each term alone shows its
+# share; a term's share includes the extra teacher frames it needs (pixel: the source key frame for
+# the bank; temporal: the reference frame).
+STEP_VARIANTS = (
+    ("self-training", {}),
+    ("+ pixel", {"pixel_contrast": {"weight": 0.1}}),
+    ("+ patch (mixed view + crop)", {"patch_contrast": {"weight": 0.1, "views": "mixed_and_crop"}}),
+    ("+ patch (two crops)", {"patch_contrast": {"weight": 0.1, "views": "two_crops"}}),
+    ("+ temporal", {"temporal_contrast": {"weight": 0.1}}),
+    ("PiPa++ (all three, default views)", {"pixel_contrast": {"weight": 0.1}, "patch_contrast": {"weight": 0.1},
+                                          "temporal_contrast": {"weight": 0.1}}),
+)
+PIPA_VARIANT = STEP_VARIANTS[-1][0]
+
+
+def make_step(backbone: str, *, crop: int, frames: int, device: torch.device, uda: dict) -> Callable[[], None]:
+    """One warmed-up training step (forward, backward, optimiser, EMA) of a fresh model, as a closure."""
     cfg = validate({"class_set": "cityscapes19",
                     "model": {"backbone": {"type": backbone, "pretrained": None}, "decode_head": {"type": "daformer"}},
-                    "uda": {"method": "self_training", "pixel_contrast": {"weight": weight},
-                            "patch_contrast": {"weight": weight}, "temporal_contrast": {"weight": weight}}})
+                    # threshold 0: every pixel is a confident pseudo-label and temporal anchor, so the
+                    # contrasts do their full work (a random-init teacher is never confident).
+                    "uda": {"method": "self_training", "pseudo_threshold": 0.0, **uda}})
+    cfg["uda"]["temporal_contrast"]["confidence"] = 0.0
     torch.manual_seed(0)
     method = build_method(cfg).to(device)
     optimizer = build_optimizer(method.student.param_groups(), lr=6e-5, head_lr_mult=10.0, weight_decay=0.01,
@@ -78,14 +96,25 @@ def step_cost(backbone: str, *, crop: int, frames: int, device: torch.device, it
         method.after_step(iteration=10)
 
     step()
-    return 1000 * _median([time_call(step, device=device) for _ in range(iters)])
+    return step
+
+
+def step_costs(backbone: str, *, crop: int, frames: int, device: torch.device, rounds: int) -> list[dict]:
+    """Median ms per step of every variant, timed round-robin so that machine drift hits all alike."""
+    steps = {name: make_step(backbone, crop=crop, frames=frames, device=device, uda=uda) for name, uda in STEP_VARIANTS}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            times[name].append(time_call(step, device=device))
+    return [{"step": name, "ms": 1000 * _median(t), "min_ms": 1000 * min(t), "max_ms": 1000 * max(t)}
+            for name, t in times.items()]
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=None, help="default: mit_b0 on CPU, mit_b5 on a GPU")
     parser.add_argument("--crop", type=int, default=None, help="default: 256 on CPU, 512 on a GPU")
-    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=5, help="timed rounds over the step variants")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/contrast.json")
     args = parser.parse_args(argv)
@@ -102,16 +131,17 @@ def main(argv: list[str] | None = None) -> dict:
     growth = [(b["ms"] - a["ms"]) / (b["bank_size"] - a["bank_size"]) for a, b in zip(bank_rows, bank_rows[1:])]
     print("ms per extra bank slot per class, as the bank doubles: " + ", ".join(f"{g:.4f}" for g in growth))
 
-    plain = step_cost(backbone, crop=crop, frames=2, device=device, iters=args.iters, pipa=False)
-    pipa = step_cost(backbone, crop=crop, frames=2, device=device, iters=args.iters, pipa=True)
-    overhead = 100 * (pipa / plain - 1)
-    steps = [{"step": "self-training", "ms": plain}, {"step": "PiPa++ (pixel + patch + temporal)", "ms": pipa}]
+    steps = step_costs(backbone, crop=crop, frames=2, device=device, rounds=args.iters)
+    plain = steps[0]["ms"]
+    for row in steps:
+        row["overhead_pct"] = 100 * (row["ms"] / plain - 1)
+    overhead = next(r["overhead_pct"] for r in steps if r["step"] == PIPA_VARIANT)
     print(f"\nwhole step, {backbone}, {crop}x{crop}, batch 2+2 clips of 2 frames, {device}")
-    print(markdown_table(steps, ["step", "ms"]))
+    print(markdown_table(steps, ["step", "ms", "min_ms", "max_ms", "overhead_pct"]))
     goal = 15.0 if device.type == "cuda" else 25.0
     print(f"contrast overhead: {overhead:+.1f}% (goal <= {goal:.0f}% on {device.type})")
     report = {"environment": environment(device), "pixel_loss_scaling": scaling, "bank_growth_ms_per_slot": growth,
-              "step": {"backbone": backbone, "crop": crop, "self_training_ms": plain, "pipa_ms": pipa,
+              "step": {"backbone": backbone, "crop": crop, "variants": steps, "self_training_ms": plain,
                        "overhead_pct": overhead, "goal_pct": goal}}
     write_report(args.out, report)
     return report
