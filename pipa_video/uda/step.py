@@ -271,8 +271,8 @@ class SelfTrainingMethod(nn.Module):
                 update_bank=False)
             total = total + s.pixel_weight * losses["loss_pixel_tgt"]
         if patch_in_view:
-            losses["loss_patch"], tie = self._patch_against_view(proj[Head.PATCH], mixed.img, mixed.label)
-            total = total + s.patch_weight * losses["loss_patch"] + tie
+            losses["loss_patch"] = self._patch_against_view(proj[Head.PATCH], mixed.img, mixed.label)
+            total = total + s.patch_weight * losses["loss_patch"]
         total.backward()
         if self.patch_loss is not None and not patch_in_view:
             losses["loss_patch"] = self._patch_two_crops(mixed.img, mixed.label)
@@ -294,20 +294,27 @@ class SelfTrainingMethod(nn.Module):
         ref_prob = F.interpolate(tv.ref_prob, size=(h, w), mode="bilinear", align_corners=False)
         target_cell = _nearest((~pasted).long(), (h, w)).bool()
         if self.settings.temporal_reference is Reference.STUDENT:
-            out, proj = self._student_forward(_reference(target), project=(Head.TEMPORAL,))
-            ref_feat = proj[Head.TEMPORAL] + _ddp_tie(out.logits)
+            # Bare student, not the DDP wrapper: the mixed view's forward is this backward's one
+            # wrapped forward and reaches every parameter this one does (see _patch_against_view).
+            _, proj = self.student(_reference(target), project=(Head.TEMPORAL,))
+            ref_feat = proj[Head.TEMPORAL]
         else:
             ref_feat = tv.ref_temporal
         ref_feat = F.interpolate(ref_feat, size=(h, w), mode="bilinear", align_corners=False)
         return self.temporal_loss(key_feat=key_feat, ref_feat=ref_feat, key_prob=key_prob, ref_prob=ref_prob,
                                   valid_mask=target_cell)
 
-    def _patch_against_view(self, view_feat: Tensor, img: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+    def _patch_against_view(self, view_feat: Tensor, img: Tensor, label: Tensor) -> Tensor:
         """The mixed view's patch features against one crop of the (unaugmented) mixed image.
 
         The crop covers ``crop_ratio`` of each side, gets its own strong augmentation and flip and goes
         through the student; its cells are matched with the view's cells under the crop box. Returns
-        the loss and a DDP tie of the crop's logits, both still to be backpropagated by the caller.
+        the loss, to be backpropagated by the caller together with the mixed view's losses.
+
+        The crop goes through the bare student, not the DDP wrapper: DDP allows one wrapped forward
+        per backward (a second one would mark the parameters it does not reach, e.g. the temporal
+        head, as unused although the mixed view's losses train them). Autograd sums the crop's
+        gradient into each parameter's before the gradient hooks fire, so DDP still averages it.
         """
         s = self.settings
         stride = FEATURE_STRIDE
@@ -315,8 +322,7 @@ class SelfTrainingMethod(nn.Module):
                                    crop_hw=crop_size(tuple(img.shape[-2:]), ratio=s.patch_crop_ratio, align=stride),
                                    iou_range=s.patch_iou_range, flip_prob=0.5, align=stride)
         box, flip = pair.box2, pair.flip2
-        out, proj = self._student_forward(self._strong_augment(apply_crop(img, box=box, flip=flip)),
-                                          project=(Head.PATCH,))
+        _, proj = self.student(self._strong_augment(apply_crop(img, box=box, flip=flip)), project=(Head.PATCH,))
         crop_feat = proj[Head.PATCH]
         view_cells = crop_feature_map(view_feat, box=box, flip=flip, stride=stride)
         crop_label = apply_crop(label, box=box, flip=flip)
@@ -325,7 +331,7 @@ class SelfTrainingMethod(nn.Module):
                                       feat_hw=tuple(crop_feat.shape[-2:]), device=img.device)
         loss = self.patch_loss(feat1=view_cells, feat2=crop_feat, pseudo1=crop_label, pseudo2=crop_label,
                                correspondence=corr)
-        return loss, _ddp_tie(out.logits)
+        return loss
 
     def _patch_two_crops(self, img: Tensor, label: Tensor) -> Tensor:
         """Two overlapping crops of the mixed image, each with its own augmentation and flip, through the student.
