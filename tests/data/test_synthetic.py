@@ -331,8 +331,8 @@ def test_spec_validation_and_scaling(tmp_path):
         syn.SyntheticSpec(target_val_snippets=0)
     with pytest.raises(ValueError, match="source_ext"):
         syn.SyntheticSpec(source_ext="bmp")
-    small = syn.SyntheticSpec().scaled(0.1)
-    assert small.source_train_sequences == 1 and small.target_val_snippets == 1
+    small = syn.SyntheticSpec(target_val_snippets=24).scaled(0.1)
+    assert small.source_train_sequences == 1 and small.target_val_snippets == 2
     assert small.width == syn.SyntheticSpec().width
     with pytest.raises(ValueError, match="seed"):
         syn.make_synthetic(tmp_path / "never", seed=-1, spec=TINY)
