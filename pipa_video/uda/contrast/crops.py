@@ -85,12 +85,9 @@ def sample_crop_pair(
     cell for cell). ``generator`` is a CPU torch generator (default: the global one). Raises
     ``ValueError`` when no pair in range is found in ``max_tries`` draws.
     """
+    _check_crop("sample_crop_pair", image_hw, crop_hw, align)
     (img_h, img_w), (crop_h, crop_w) = image_hw, crop_hw
     lo, hi = iou_range
-    if not (0 < crop_h <= img_h and 0 < crop_w <= img_w):
-        raise ValueError(f"sample_crop_pair: crop_hw {crop_hw} must fit in image_hw {image_hw}")
-    if align <= 0 or crop_h % align or crop_w % align:
-        raise ValueError(f"sample_crop_pair: crop_hw {crop_hw} must be a multiple of align={align}")
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"sample_crop_pair: iou_range {iou_range} must satisfy 0 <= low <= high <= 1")
     for _ in range(max_tries):
@@ -117,11 +114,8 @@ def sample_crop_in_view(
     The views' IoU is the crop's share of the image, fixed by ``crop_hw``; it must lie in ``iou_range``.
     The overlap is the whole crop: take view 1's features there with ``crop_feature_map``.
     """
+    _check_crop("sample_crop_in_view", image_hw, crop_hw, align)
     (img_h, img_w), (crop_h, crop_w) = image_hw, crop_hw
-    if not (0 < crop_h <= img_h and 0 < crop_w <= img_w):
-        raise ValueError(f"sample_crop_in_view: crop_hw {crop_hw} must fit in image_hw {image_hw}")
-    if align <= 0 or crop_h % align or crop_w % align:
-        raise ValueError(f"sample_crop_in_view: crop_hw {crop_hw} must be a multiple of align={align}")
     view = CropBox(top=0, left=0, height=img_h, width=img_w)
     crop = _random_box(img_h, img_w, crop_h, crop_w, align, generator)
     lo, hi = iou_range
@@ -193,6 +187,14 @@ def overlap_correspondence(pair: CropPair, *, stride: int, feat_hw: tuple[int, i
 def _unflip(cols: Tensor, width: int, flip: bool) -> Tensor:
     """Column in the flipped grid <-> column in the unflipped grid (the map is its own inverse)."""
     return width - 1 - cols if flip else cols
+
+
+def _check_crop(caller: str, image_hw: tuple[int, int], crop_hw: tuple[int, int], align: int) -> None:
+    (img_h, img_w), (crop_h, crop_w) = image_hw, crop_hw
+    if not (0 < crop_h <= img_h and 0 < crop_w <= img_w):
+        raise ValueError(f"{caller}: crop_hw {crop_hw} must fit in image_hw {image_hw}")
+    if align <= 0 or crop_h % align or crop_w % align:
+        raise ValueError(f"{caller}: crop_hw {crop_hw} must be a multiple of align={align}")
 
 
 def _random_box(img_h: int, img_w: int, crop_h: int, crop_w: int, align: int,
