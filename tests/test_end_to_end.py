@@ -84,8 +84,9 @@ def test_full_demo(tmp_path):
     assert (tmp_path / "overlay" / "overlay.mp4").is_file()
 
 
-@pytest.mark.parametrize("reference", ["teacher", "student"])
-def test_torchrun_two_processes_train_pipa(indexes, tmp_path, reference):
+@pytest.mark.parametrize("reference,views", [("teacher", "mixed_and_crop"), ("student", "mixed_and_crop"),
+                                             ("teacher", "two_crops")])
+def test_torchrun_two_processes_train_pipa(indexes, tmp_path, reference, views):
     """DDP across 2 gloo processes with the real method: every student forward's outputs must feed
     a loss (the patch crops' and the student reference frame's logits included), or DDP hangs/raises."""
     import subprocess
@@ -93,7 +94,7 @@ def test_torchrun_two_processes_train_pipa(indexes, tmp_path, reference):
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pipa_video.cli", "train",
            CONFIG, "--work-dir", str(tmp_path / "ddp"), *_options(indexes, 2),
-           f"uda.temporal_contrast.reference={reference}"]
+           f"uda.temporal_contrast.reference={reference}", f"uda.patch_contrast.views={views}"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert _state(tmp_path / "ddp" / "latest.pth")["step"] == 2
