@@ -4,7 +4,7 @@ import torch
 
 from pipa_video.config import validate
 from pipa_video.uda.build import build_method
-from pipa_video.uda.step import Method
+from pipa_video.uda.step import Method, frozen_norm_statistics
 from pipa_video.uda.student import Head
 
 NUM_CLASSES = 15
@@ -125,6 +125,49 @@ def test_each_contrast_changes_the_backbone_gradient(term, extra):
         method.train_step(_clips(), _clips(seed=1), iteration=0)
         grads.append(torch.cat([p.grad.flatten() for p in method.student.segmentor.backbone.parameters()]))
     assert not torch.allclose(grads[0], grads[1])
+
+
+def _norm_statistics(method):
+    return [b.clone() for m in method.student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var)]
+
+
+@pytest.mark.parametrize("views", ["mixed_and_crop", "two_crops"])
+def test_auxiliary_views_leave_batchnorm_running_statistics_alone(views):
+    """Patch crops and the student reference frame must not move the statistics inference uses."""
+    torch.manual_seed(0)
+    method = build_method(_cfg(contrast_weight=0.1, patch_contrast={"views": views}))
+    assert _norm_statistics(method), "the tiny model must have BatchNorm layers for this test to mean anything"
+    clip = _clips(seed=2)
+    img, label = clip["img"][:, 0], clip["label"][:, 0]
+    before = _norm_statistics(method)
+    if views == "mixed_and_crop":
+        with frozen_norm_statistics(method.student):  # stands in for the mixed view (tested below)
+            _, proj = method.student(img, project=(Head.PATCH,))
+        method._patch_against_view(proj[Head.PATCH], img, label)
+    else:
+        method._patch_two_crops(img, label)
+    for a, b in zip(before, _norm_statistics(method)):
+        assert torch.equal(a, b)
+    assert all(m.momentum == 0.1 for m in method.student.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))  # restored
+    method.student(img)  # an ordinary train-mode forward does move them: the check is not vacuous
+    assert any(not torch.equal(a, b) for a, b in zip(before, _norm_statistics(method)))
+
+
+def test_student_reference_frame_leaves_batchnorm_running_statistics_alone():
+    torch.manual_seed(0)
+    cfg = _cfg(contrast_weight=0.1)
+    cfg.uda.temporal_contrast["reference"] = "student"
+    method = build_method(cfg)
+    target = _clips(seed=1)
+    tv = method._teacher_stage(_clips(), target)
+    key_feat = torch.randn(2, 16, 16, 16, requires_grad=True)
+    pasted = torch.zeros(2, 64, 64, dtype=torch.bool)
+    before = _norm_statistics(method)
+    method._temporal(key_feat, pasted, target, tv)
+    for a, b in zip(before, _norm_statistics(method)):
+        assert torch.equal(a, b)
 
 
 def test_target_pixel_contrast_never_writes_student_features_to_the_bank():
