@@ -229,6 +229,15 @@ def validate(cfg: Mapping) -> Config:
     return Config(checked)
 
 
+def size_wh(value: Any, *, key: str) -> tuple[int, int] | None:
+    """None, or ``value`` as two positive ints (w, h); a ConfigError naming ``key`` otherwise."""
+    if value is None:
+        return None
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ConfigError(f"{key}: expected two positive ints (w, h) or None, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
 def _check_relations(cfg: dict) -> None:
     """Constraints between keys, named like single-key errors."""
     sched = cfg["schedule"]
@@ -240,6 +249,7 @@ def _check_relations(cfg: dict) -> None:
     for key in ("log_interval", "checkpoint_interval", "eval_interval"):
         if cfg["runtime"][key] < 1:
             raise ConfigError(f"runtime.{key}: must be >= 1, got {cfg['runtime'][key]}")
+    size_wh(cfg["evaluation"]["tc_resize"], key="evaluation.tc_resize")
     patch = cfg["uda"]["patch_contrast"]
     if not 0 < patch["crop_ratio"] <= 1:
         raise ConfigError(f"uda.patch_contrast.crop_ratio: must be in (0, 1], got {patch['crop_ratio']}")

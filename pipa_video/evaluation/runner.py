@@ -21,7 +21,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from pipa_video.config import ConfigError
+from pipa_video.config import size_wh
 from pipa_video.data.classes import ClassSet, Rider, get_class_set
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
 from pipa_video.data.io import (VideoFrameReader, is_video, open_video, read_frame, read_rgb,
@@ -87,7 +87,7 @@ def build_eval_settings(cfg: Mapping, *, protocol: str | None = None) -> EvalSet
         protocol=Protocol.parse(protocol or ev["protocol"]),
         mode=InferenceMode.parse(ev["mode"]),
         resize_wh=tuple(int(v) for v in resize) if resize else None,
-        tc_resize_wh=_size_wh(ev["tc_resize"], key="evaluation.tc_resize"),
+        tc_resize_wh=size_wh(ev["tc_resize"], key="evaluation.tc_resize"),  # checked again: cfg may be edited
         window=tuple(int(v) for v in ev["window"]),
         stride=tuple(int(v) for v in ev["stride"]),
         flip=bool(ev["flip"]),
@@ -97,15 +97,6 @@ def build_eval_settings(cfg: Mapping, *, protocol: str | None = None) -> EvalSet
         device=cfg["runtime"]["device"],
         num_workers=int(cfg["data"]["num_workers"]),
     )
-
-
-def _size_wh(value, *, key: str) -> tuple[int, int] | None:
-    """None or two positive ints (w, h); a ConfigError naming ``key`` otherwise."""
-    if value is None:
-        return None
-    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise ConfigError(f"{key}: expected two positive ints (w, h) or None, got {value!r}")
-    return int(value[0]), int(value[1])
 
 
 def split_index(cfg: Mapping, split: str) -> FrameIndex:
