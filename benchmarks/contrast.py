@@ -20,11 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, markdown_table, peak_mib, reset_peak, time_call, write_report  # noqa: E402
-from train_step import make_batch  # noqa: E402
+from train_step import build_step, make_config  # noqa: E402
 
-from pipa_video.config import validate  # noqa: E402
-from pipa_video.engine.optim import build_optimizer  # noqa: E402
-from pipa_video.uda.build import build_method  # noqa: E402
 from pipa_video.uda.contrast.memory_bank import ClassMemoryBank  # noqa: E402
 from pipa_video.uda.contrast.pixel import PixelContrastLoss  # noqa: E402
 
@@ -73,28 +70,11 @@ PIPA_VARIANT = STEP_VARIANTS[-1][0]
 
 def make_step(backbone: str, *, crop: int, frames: int, device: torch.device, uda: dict) -> Callable[[], None]:
     """One warmed-up training step (forward, backward, optimiser, EMA) of a fresh model, as a closure."""
-    cfg = validate({"class_set": "cityscapes19",
-                    "model": {"backbone": {"type": backbone, "pretrained": None}, "decode_head": {"type": "daformer"}},
-                    # threshold 0: every pixel is a confident pseudo-label and temporal anchor, so the
-                    # contrasts do their full work (a random-init teacher is never confident).
-                    "uda": {"method": "self_training", "pseudo_threshold": 0.0, **uda}})
+    # threshold 0: every pixel is a confident pseudo-label and temporal anchor, so the contrasts do
+    # their full work (a random-init teacher is never confident).
+    cfg = make_config(backbone, pseudo_threshold=0.0, **uda)
     cfg["uda"]["temporal_contrast"]["confidence"] = 0.0
-    torch.manual_seed(0)
-    method = build_method(cfg).to(device)
-    optimizer = build_optimizer(method.student.param_groups(), lr=6e-5, head_lr_mult=10.0, weight_decay=0.01,
-                                betas=(0.9, 0.999))
-    source = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=0)
-    target = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=1)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            method.train_step(source, target, iteration=10)
-        optimizer.step()
-        method.after_step(iteration=10)
-
+    step = build_step(cfg, crop=crop, frames=frames, device=device).step
     step()
     return step
 

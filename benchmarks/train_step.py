@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -66,22 +68,44 @@ def part_times(method, optimizer, source: dict, target: dict, *, device: torch.d
     return out
 
 
-def benchmark(backbone: str, *, crop: int, iters: int, device: torch.device, frames: int) -> dict:
+@dataclass
+class StepRig:
+    """A fresh method and optimiser on fixed random clips, and ``step``: one step as the engine runs it
+    (zero gradients, the method's step under autocast, optimiser, EMA)."""
+
+    method: Any
+    optimizer: torch.optim.Optimizer
+    source: dict
+    target: dict
+    step: Callable[[], None]
+
+
+def autocast_for(device: torch.device):
+    """bf16 on CUDA, off on the CPU: the engine's AMP rule."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def build_step(cfg: dict, *, crop: int, frames: int, device: torch.device) -> StepRig:
     torch.manual_seed(0)
-    method = build_method(make_config(backbone)).to(device)
-    groups = method.student.param_groups()
-    optimizer = build_optimizer(groups, lr=6e-5, head_lr_mult=10.0, weight_decay=0.01, betas=(0.9, 0.999))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    method = build_method(cfg).to(device)
+    optimizer = build_optimizer(method.student.param_groups(), lr=6e-5, head_lr_mult=10.0, weight_decay=0.01,
+                                betas=(0.9, 0.999))
     source = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=0)
     target = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=1)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
+        with autocast_for(device):
             method.train_step(source, target, iteration=10)
         optimizer.step()
         method.after_step(iteration=10)
 
+    return StepRig(method=method, optimizer=optimizer, source=source, target=target, step=step)
+
+
+def benchmark(backbone: str, *, crop: int, iters: int, device: torch.device, frames: int) -> dict:
+    rig = build_step(make_config(backbone), crop=crop, frames=frames, device=device)
+    method, optimizer, source, target, step = rig.method, rig.optimizer, rig.source, rig.target, rig.step
     step()  # warm-up (allocations, kernels)
     reset_peak(device)
     totals = [time_call(step, device=device) for _ in range(iters)]
@@ -89,7 +113,7 @@ def benchmark(backbone: str, *, crop: int, iters: int, device: torch.device, fra
     parts = {k: 0.0 for k in PARTS}
     for _ in range(iters):
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
+        with autocast_for(device):
             for k, v in part_times(method, optimizer, source, target, device=device).items():
                 parts[k] += v / iters
     step_ms = 1000 * sorted(totals)[len(totals) // 2]
