@@ -356,9 +356,8 @@ class SelfTrainingMethod(nn.Module):
         # Both grids now share the crop's layout: the overlap is every cell, matched to itself.
         corr = overlap_correspondence(CropPair(box1=box, box2=box, flip1=flip, flip2=flip), stride=stride,
                                       feat_hw=tuple(crop_feat.shape[-2:]), device=img.device)
-        loss = self.patch_loss(feat1=view_cells, feat2=crop_feat, pseudo1=crop_label, pseudo2=crop_label,
+        return self.patch_loss(feat1=view_cells, feat2=crop_feat, pseudo1=crop_label, pseudo2=crop_label,
                                correspondence=corr)
-        return loss
 
     def _patch_two_crops(self, img: Tensor, label: Tensor) -> Tensor:
         """Two overlapping crops of the mixed image, each with its own augmentation and flip, through the student.
@@ -372,13 +371,13 @@ class SelfTrainingMethod(nn.Module):
                                 crop_hw=crop_size(tuple(img.shape[-2:]), ratio=s.patch_crop_ratio, align=stride),
                                 iou_range=s.patch_iou_range, flip_prob=0.5, align=stride)
         feats, labels, tie = [], [], 0.0
-        for box, flip in ((pair.box1, pair.flip1), (pair.box2, pair.flip2)):
-            with frozen_norm_statistics(self.student):
+        with frozen_norm_statistics(self.student):
+            for box, flip in ((pair.box1, pair.flip1), (pair.box2, pair.flip2)):
                 out, proj = self._student_forward(self._strong_augment(apply_crop(img, box=box, flip=flip)),
                                                   project=(Head.PATCH,))
-            feats.append(proj[Head.PATCH])
-            tie = tie + _ddp_tie(out.logits)
-            labels.append(apply_crop(label, box=box, flip=flip))
+                feats.append(proj[Head.PATCH])
+                tie = tie + _ddp_tie(out.logits)
+                labels.append(apply_crop(label, box=box, flip=flip))
         corr = overlap_correspondence(pair, stride=stride, feat_hw=tuple(feats[0].shape[-2:]), device=img.device)
         loss = self.patch_loss(feat1=feats[0], feat2=feats[1], pseudo1=labels[0], pseudo2=labels[1],
                                correspondence=corr)
