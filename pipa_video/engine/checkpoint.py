@@ -30,14 +30,13 @@ from typing import Any, Iterable, Mapping
 import torch
 
 # The one checkpoint error of the package (backbone weights, training, evaluation), re-exported here.
-from pipa_video.models.checkpoint import CheckpointError
+from pipa_video.models.checkpoint import FILE_MODE, CheckpointError, fsync_dir, save_checkpoint_atomic
 
 FORMAT_VERSION = 1
 LATEST_NAME = "latest.pth"
 BEST_NAME = "best.pth"
 _ITER_NAME = "iter_{}.pth"
 _ITER_RE = re.compile(r"^iter_(\d+)\.pth$")
-_FILE_MODE = 0o644  # mkstemp creates 0600; checkpoints are meant to be shared
 
 
 class Key(str, Enum):
@@ -74,21 +73,7 @@ def make_meta(*, class_set: str | None, num_classes: int | None, iteration: int,
 
 def save_checkpoint(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file next to ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(payload), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return save_checkpoint_atomic(dict(payload), path)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
@@ -186,23 +171,9 @@ def _replace_with_link(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-            os.chmod(tmp, _FILE_MODE)
+            os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename (directory entry); not possible on every platform, hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(target.parent)

@@ -314,19 +314,44 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, *, prefix: 
 
 
 # ----------------------------------------------------------------------------------------- writing
+FILE_MODE = 0o644  # mkstemp creates 0600; checkpoints are meant to be shared
+
+
 def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file in the destination folder, then rename over ``path``."""
+    """``torch.save`` to a temp file in the destination folder, fsync, rename over ``path``.
+
+    The one checkpoint writer of the package (converted backbones, training checkpoints): a crash
+    leaves either the old file or the new one, never half of one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(directory: Path) -> None:
+    """Persist a rename (directory entry); not possible on every platform, hence best effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _listing(keys: list[str], *, limit: int = MAX_LISTED_KEYS) -> str:
