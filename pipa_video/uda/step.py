@@ -251,17 +251,21 @@ class SelfTrainingMethod(nn.Module):
         tgt_img, _ = _key(target)
         ref = _reference(target) if self.temporal_loss is not None else None
         parts = [tgt_img] + ([ref] if ref is not None else []) + ([_key(source)[0]] if self.pixel_loss is not None else [])
-        project = tuple(h for h, on in ((Head.TEMPORAL, ref is not None), (Head.PIXEL, self.pixel_loss is not None)) if on)
-        out, proj = self.teacher(torch.cat(parts), project=project)
+        need_features = ref is not None or self.pixel_loss is not None
+        out, _ = self.teacher(torch.cat(parts), return_features=need_features)
         chunks = lambda t: t.split([p.shape[0] for p in parts])  # noqa: E731
         logits = chunks(out.logits)
         view = _TeacherView(target_logits=logits[0])
+        # Each head projects only the frames it serves (reference frame, source frame). The teacher's
+        # heads are per-location maps (1x1 convs, BatchNorm on running statistics in eval mode), so
+        # projecting a slice equals slicing the projection of the whole batch.
+        project = self.teacher.model.project_features
         if ref is not None:
             view.key_prob = logits[0].float().softmax(1)
             view.ref_prob = logits[1].float().softmax(1)
-            view.ref_temporal = chunks(proj[Head.TEMPORAL])[1]
+            view.ref_temporal = project(chunks(out.features)[1], head=Head.TEMPORAL)
         if self.pixel_loss is not None:
-            view.source_pixel = chunks(proj[Head.PIXEL])[-1]
+            view.source_pixel = project(chunks(out.features)[-1], head=Head.PIXEL)
         return view
 
     def _mix_stage(self, source: dict, target: dict, tv: _TeacherView) -> dict[str, Tensor]:

@@ -30,11 +30,20 @@ class StudentNet(nn.Module):
             for name, dim in proj_dims.items()
         })
 
-    def forward(self, img: Tensor, *, project: Sequence[Head] = (),
+    def forward(self, img: Tensor, *, project: Sequence[Head] = (), return_features: bool = False,
                 return_backbone: bool = False) -> tuple[SegOutput, dict[Head, Tensor]]:
-        need_features = bool(project) or return_backbone
+        """Segmentor output and the projections of its fused feature by each head in ``project``.
+
+        ``return_features`` keeps the fused feature in the output without projecting it, for a
+        caller that projects only part of the batch (``project_features``).
+        """
+        need_features = bool(project) or return_features or return_backbone
         out = self.segmentor(img, return_features=need_features)
-        return out, {Head(h): self.heads[Head(h).value](out.features) for h in project}
+        return out, {Head(h): self.project_features(out.features, head=h) for h in project}
+
+    def project_features(self, features: Tensor, *, head: Head) -> Tensor:
+        """``features`` (B, channels, h, w) through one projection head: (B, proj_dim, h, w), unit length."""
+        return self.heads[Head(head).value](features)
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         """The backbone's normalisation parameters: DAFormer trains them without weight decay."""

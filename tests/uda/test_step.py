@@ -75,6 +75,24 @@ def test_pipa_logs_every_term_on_its_own():
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_teacher_projects_each_head_only_on_its_frames_with_the_same_result():
+    """The teacher stage projects the reference frame (temporal) and the source frame (pixel) alone;
+    that must equal slicing the projections of the whole batch, with non-trivial head statistics."""
+    torch.manual_seed(0)
+    method = build_method(_cfg(contrast_weight=0.1))
+    for m in method.teacher.model.heads.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    source, target = _clips(), _clips(seed=1)
+    view = method._teacher_stage(source, target)
+    frames = torch.cat([target["img"][:, 0], target["img"][:, 1], source["img"][:, 0]])
+    out, proj = method.teacher(frames, project=(Head.TEMPORAL, Head.PIXEL))
+    torch.testing.assert_close(view.target_logits, out.logits[:2])
+    torch.testing.assert_close(view.ref_temporal, proj[Head.TEMPORAL][2:4])
+    torch.testing.assert_close(view.source_pixel, proj[Head.PIXEL][4:])
+
+
 def test_one_frame_clips_give_no_temporal_term_and_no_error():
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1))
