@@ -34,7 +34,7 @@ from pipa_video.evaluation.report import (OverlayVideoWriter, ReportContext, che
                                           colorize, format_table, overlay, per_class_frame,
                                           write_colour_png, write_eval_report, write_json, write_tc_report)
 from pipa_video.evaluation.temporal import TemporalConsistency
-from pipa_video.models.checkpoint import CheckpointError  # the package's one checkpoint error, re-exported
+from pipa_video.models.checkpoint import CheckpointError, load_state_dict_strict  # CheckpointError: re-exported
 
 DATASET_SECTIONS = ("source", "target", "val", "test")
 CHECKPOINT_KEYS = ("model", "config", "meta")
@@ -157,24 +157,7 @@ def check_checkpoint_compatible(ckpt: dict, cfg: Mapping, *, path: str | os.Path
 
 def load_weights_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, path: str | os.PathLike) -> None:
     """Strict load; on failure the error lists missing, unexpected and mis-shaped keys."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):  # saved from a DDP wrapper
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mis_shaped = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
-    if missing or unexpected or mis_shaped:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit the model built from the config: "
-            f"missing keys {_short(missing)}, unexpected keys {_short(unexpected)}, "
-            f"mis-shaped {_short(mis_shaped)}")
-    model.load_state_dict(state_dict, strict=True)
-
-
-def _short(items: Sequence[str], limit: int = 10) -> str:
-    shown = list(items[:limit])
-    return f"{shown}" + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+    load_state_dict_strict(model, state_dict, source=f"checkpoint {path}", target="the model built from the config")
 
 
 def default_model_builder(cfg: Mapping, num_classes: int) -> nn.Module:

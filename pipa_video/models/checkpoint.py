@@ -308,9 +308,19 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, *, prefix: 
     filter_fn = getattr(model, "filter_checkpoint", None)
     if filter_fn is not None:
         state = filter_fn(state)
-    check_state_dict(model.state_dict(), state, source=str(path), target=type(model).__name__)
-    model.load_state_dict(state, strict=True)
+    load_state_dict_strict(model, state, source=str(path), target=type(model).__name__)
     logger.info("loaded %d tensors from %s into %s", len(state), path, type(model).__name__)
+
+
+def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], *, source: str, target: str) -> None:
+    """Load ``state`` into ``model``, all keys or none; a state saved from a DDP wrapper loads too.
+
+    Only ``OPTIONAL_SUFFIXES`` keys (BatchNorm batch counters) may be missing; they keep the model's values.
+    """
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    check_state_dict(model.state_dict(), state, source=source, target=target)
+    model.load_state_dict(state, strict=False)  # check_state_dict has rejected every other difference
 
 
 # ----------------------------------------------------------------------------------------- writing

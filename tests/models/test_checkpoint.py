@@ -9,8 +9,8 @@ import torch
 
 from _mit_reference import MMSegMiT, OfficialMiT, randomise_
 from pipa_video.models.backbones import MIT_ARCHS, MixVisionTransformer, ResNetBackbone
-from pipa_video.models.checkpoint import (CheckpointError, load_backbone_weights, mit_checkpoint_filter_fn,
-                                          mmseg_to_timm, official_to_timm, timm_to_mmseg)
+from pipa_video.models.checkpoint import (CheckpointError, load_backbone_weights, load_state_dict_strict,
+                                          mit_checkpoint_filter_fn, mmseg_to_timm, official_to_timm, timm_to_mmseg)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -205,3 +205,25 @@ def test_converter_refuses_the_wrong_arch_and_leaves_the_output_alone(tmp_path, 
     assert "does not match mit_b0" in err and "--arch mit_demo" in err
     assert dst.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, dst.name])  # no temp left
+
+
+def test_strict_state_dict_load_is_all_or_nothing_and_accepts_ddp_prefixes():
+    def net():
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+
+    src, dst = net(), net()
+    with torch.no_grad():
+        src[0].weight.fill_(2.0)
+        src[1].running_mean.fill_(3.0)
+    ddp_state = {f"module.{k}": v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    load_state_dict_strict(dst, ddp_state, source="ddp.pth", target="Sequential")
+    torch.testing.assert_close(dst[0].weight, src[0].weight)
+    torch.testing.assert_close(dst[1].running_mean, src[1].running_mean)
+
+    fresh = net()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    partial = {k: v for k, v in src.state_dict().items() if k != "1.running_var"}
+    with pytest.raises(CheckpointError, match=r"(?s)part\.pth does not match Sequential.*missing \(1\): 1\.running_var"):
+        load_state_dict_strict(fresh, partial, source="part.pth", target="Sequential")
+    for k, v in fresh.state_dict().items():
+        torch.testing.assert_close(v, before[k])  # nothing was loaded
