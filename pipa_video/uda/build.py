@@ -1,6 +1,7 @@
 """The one place the ``uda`` config is translated into a training method."""
 from __future__ import annotations
 
+import logging
 from typing import Mapping
 
 import torch
@@ -16,6 +17,9 @@ from pipa_video.uda.pseudo import PseudoWeight
 from pipa_video.uda.step import (ContrastLosses, Method, PatchViews, Reference, SelfTrainingMethod,
                                  SelfTrainingSettings)
 from pipa_video.uda.student import Head, StudentNet
+from pipa_video.uda.teacher import ema_horizon_warning
+
+logger = logging.getLogger(__name__)
 
 
 def _distributed() -> bool:
@@ -78,6 +82,10 @@ def build_method(cfg: Mapping) -> SelfTrainingMethod:
         temporal_weight=uda["temporal_contrast"]["weight"],
         temporal_reference=Reference(uda["temporal_contrast"]["reference"]),
     )
+    if settings.method is Method.SELF_TRAINING:
+        warning = ema_horizon_warning(max_alpha=uda["ema_alpha"], iters=cfg["schedule"]["iters"])
+        if warning:
+            logger.warning(warning)
     return SelfTrainingMethod(
         student=student, settings=settings, ema_alpha=uda["ema_alpha"], contrasts=contrasts,
         feature_distance=feature_distance,

@@ -12,6 +12,26 @@ def ema_alpha(iteration: int, *, max_alpha: float) -> float:
     return min(1.0 - 1.0 / (iteration + 1), max_alpha)
 
 
+PAPER_HORIZON_SHARE = 1000 / 40000  # DAFormer: alpha 0.999 (a ~1000-iteration average) over 40k iterations
+
+
+def ema_horizon_warning(*, max_alpha: float, iters: int) -> str | None:
+    """Why ``max_alpha`` does not suit a run of ``iters`` iterations, or None when it does.
+
+    The ramp min(1 - 1/(it + 1), alpha) makes the teacher the plain average of every student so far
+    until it reaches alpha, at iteration 1/(1 - alpha) - 1. A shorter run never gets there: its teacher
+    stays the average of every student since initialisation, random weights included (on the demo that
+    cost 1.5 target mIoU over three seeds: docs/demo_findings.md, section F).
+    """
+    horizon = 1.0 / (1.0 - max_alpha) if max_alpha < 1.0 else float("inf")
+    if horizon < iters:
+        return None
+    suggested = 1.0 - 1.0 / max(2.0, PAPER_HORIZON_SHARE * iters)
+    return (f"uda.ema_alpha={max_alpha} averages the teacher over ~{horizon:.0f} iterations, no fewer "
+            f"than the whole run (schedule.iters={iters}): the teacher stays the average of every student since initialisation. "
+            f"{suggested:.3g} keeps the paper's horizon ({PAPER_HORIZON_SHARE:.1%} of the run).")
+
+
 class EMATeacher(nn.Module):
     """Holds ``model``, an exponential moving average of the student's whole state.
 

@@ -4,7 +4,7 @@ from torch import nn
 
 from pipa_video.uda.mix import class_mix, class_mix_masks, gaussian_blur, strong_augment
 from pipa_video.uda.pseudo import make_pseudo_labels
-from pipa_video.uda.teacher import EMATeacher, ema_alpha
+from pipa_video.uda.teacher import EMATeacher, ema_alpha, ema_horizon_warning
 
 
 def _net():
@@ -41,6 +41,33 @@ def test_ema_first_iteration_copies_student():
         student[0].weight.mul_(3)
     teacher.update(student, iteration=0)
     torch.testing.assert_close(teacher.model[0].weight, student[0].weight)
+
+
+def test_ema_horizon_longer_than_the_run_is_flagged_with_the_papers_share():
+    # The paper: alpha 0.999 over 40k iterations; its teacher reaches alpha at iteration 999.
+    assert ema_horizon_warning(max_alpha=0.999, iters=40_000) is None
+    message = ema_horizon_warning(max_alpha=0.999, iters=400)
+    assert "schedule.iters=400" in message and "0.9 keeps the paper's horizon" in message
+    # A run shorter than 1/(1 - alpha) never leaves the ramp: its teacher is the plain average of all students.
+    assert all(ema_alpha(it, max_alpha=0.999) < 0.999 for it in range(400))
+    assert ema_horizon_warning(max_alpha=0.9, iters=400) is None
+
+
+def test_building_a_short_self_training_run_warns_about_its_teacher(caplog):
+    from pipa_video.config import validate
+    from pipa_video.uda.build import build_method
+
+    cfg = {"class_set": "viper15", "schedule": {"iters": 400},
+           "model": {"backbone": {"type": "mit_demo", "pretrained": None}, "decode_head": {"type": "segformer", "channels": 16}},
+           "uda": {"method": "self_training", "ema_alpha": 0.999}}
+    with caplog.at_level("WARNING", logger="pipa_video.uda.build"):
+        build_method(validate(cfg))
+    assert "uda.ema_alpha=0.999" in caplog.text
+    caplog.clear()
+    cfg["uda"]["ema_alpha"] = 0.9
+    with caplog.at_level("WARNING", logger="pipa_video.uda.build"):
+        build_method(validate(cfg))
+    assert "ema_alpha" not in caplog.text
 
 
 def test_teacher_forward_is_deterministic_and_gradient_free():
