@@ -57,7 +57,7 @@ def test_building_a_short_self_training_run_warns_about_its_teacher(caplog):
     from pipa_video.config import validate
     from pipa_video.uda.build import build_method
 
-    cfg = {"class_set": "viper15", "schedule": {"iters": 400},
+    cfg = {"class_set": "viper15", "schedule": {"iters": 400, "warmup_iters": 30},
            "model": {"backbone": {"type": "mit_demo", "pretrained": None}, "decode_head": {"type": "segformer", "channels": 16}},
            "uda": {"method": "self_training", "ema_alpha": 0.999}}
     with caplog.at_level("WARNING", logger="pipa_video.uda.build"):
