@@ -10,6 +10,7 @@ from torch import nn
 
 from pipa_video.data.build import build_eval_dataset, build_train_loaders
 from pipa_video.engine.dist import DistInfo, init_distributed
+from pipa_video.engine.logger import setup_console_logging
 from pipa_video.engine.seed import seed_everything
 from pipa_video.engine.trainer import build_trainer
 from pipa_video.uda.build import build_method
@@ -54,6 +55,7 @@ def init_from_checkpoint(method: SelfTrainingMethod, cfg: Mapping[str, Any]) -> 
 def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool | str = False) -> dict[str, Any]:
     """Train the method a validated config describes; returns the trainer's summary."""
     dist = init_distributed(cfg["runtime"]["device"])
+    setup_console_logging(is_main=dist.is_main)  # before building: build-time warnings reach the console
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
     method = build_method(cfg)
     if cfg["load_from"]:
