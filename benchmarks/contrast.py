@@ -5,6 +5,9 @@ Part 1 times each loss (forward + backward) on random projections at a realistic
 the cost must grow linearly with the bank (the keys of the InfoNCE), never quadratically.
 Part 2 times whole steps of the same model in the same run: plain self-training, each contrast
 alone (both patch views), and PiPa++ with all three: the overhead of each term and of the three together.
+Part 3 times the extra forward passes that method.md asks of PiPa++ on their own (the teacher on
+the source key frames and on the reference frames, the student on the patch crop), as shares of
+the plain step: the floor under the overhead before any loss is computed.
 
     python benchmarks/contrast.py                        # CPU: MiT-B0, 256x256 crops
     python benchmarks/contrast.py --crop 512 --backbone mit_b5   # what the GPU goal is stated for
@@ -20,10 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, markdown_table, peak_mib, reset_peak, time_call, write_report  # noqa: E402
-from train_step import build_step, make_config  # noqa: E402
+from train_step import autocast_for, build_step, make_config  # noqa: E402
 
 from pipa_video.uda.contrast.memory_bank import ClassMemoryBank  # noqa: E402
+from pipa_video.uda.contrast.crops import crop_size  # noqa: E402
 from pipa_video.uda.contrast.pixel import PixelContrastLoss  # noqa: E402
+from pipa_video.uda.step import FEATURE_STRIDE, frozen_norm_statistics  # noqa: E402
+from pipa_video.uda.student import Head  # noqa: E402
 
 NUM_CLASSES = 19
 
@@ -90,6 +96,39 @@ def step_costs(backbone: str, *, crop: int, frames: int, device: torch.device, r
             for name, t in times.items()]
 
 
+def added_passes(backbone: str, *, crop: int, device: torch.device, rounds: int, plain_ms: float) -> list[dict]:
+    """Median ms of each extra forward PiPa++ runs, and its share of the plain self-training step."""
+    cfg = make_config(backbone, pixel_contrast={"weight": 0.1}, patch_contrast={"weight": 0.1},
+                      temporal_contrast={"weight": 0.1})
+    method = build_step(cfg, crop=crop, frames=2, device=device).method
+    frames = torch.randn(2, 3, crop, crop, device=device)
+    side = crop_size((crop, crop), ratio=cfg["uda"]["patch_contrast"]["crop_ratio"], align=FEATURE_STRIDE)
+    crops = torch.randn(2, 3, *side, device=device)
+
+    def teacher():
+        with autocast_for(device):
+            method.teacher(frames, return_features=True)
+
+    def teacher_backbone():
+        with torch.no_grad(), autocast_for(device):
+            method.teacher.model.segmentor.backbone(frames)
+
+    def patch_crop():
+        with autocast_for(device), frozen_norm_statistics(method.student):
+            out, proj = method.student(crops, project=(Head.PATCH,))
+            (proj[Head.PATCH].float().mean() + 0.0 * out.logits.float().mean()).backward()
+
+    passes = (("teacher forward, 2 frames (once for the source frames, once for the reference frames)", teacher),
+              ("  of which the backbone", teacher_backbone),
+              (f"student forward + backward, 2 patch crops of {side[0]}x{side[1]}", patch_crop))
+    rows = []
+    for name, fn in passes:
+        fn()
+        ms = 1000 * _median([time_call(fn, device=device) for _ in range(rounds)])
+        rows.append({"pass": name, "ms": ms, "share_of_plain_step_pct": 100 * ms / plain_ms})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=None, help="default: mit_b0 on CPU, mit_b5 on a GPU")
@@ -120,9 +159,17 @@ def main(argv: list[str] | None = None) -> dict:
     print(markdown_table(steps, ["step", "ms", "min_ms", "max_ms", "overhead_pct"]))
     goal = 15.0 if device.type == "cuda" else 25.0
     print(f"contrast overhead: {overhead:+.1f}% (goal <= {goal:.0f}% on {device.type})")
+    passes = added_passes(backbone, crop=crop, device=device, rounds=args.iters, plain_ms=plain)
+    teacher_pct, crop_pct = passes[0]["share_of_plain_step_pct"], passes[2]["share_of_plain_step_pct"]
+    floor = 2 * teacher_pct + crop_pct
+    print("\nextra passes of a PiPa++ step, as a share of the plain self-training step")
+    print(markdown_table(passes, ["pass", "ms", "share_of_plain_step_pct"]))
+    print(f"forward passes alone (2 teacher passes + the crop): {floor:+.1f}%; the rest of the overhead "
+          f"({overhead - floor:+.1f}%) is the losses, heads, crop sampling and augmentation")
     report = {"environment": environment(device), "pixel_loss_scaling": scaling, "bank_growth_ms_per_slot": growth,
               "step": {"backbone": backbone, "crop": crop, "variants": steps, "self_training_ms": plain,
-                       "overhead_pct": overhead, "goal_pct": goal}}
+                       "overhead_pct": overhead, "goal_pct": goal, "added_passes": passes,
+                       "added_passes_pct": floor}}
     write_report(args.out, report)
     return report
 
