@@ -82,6 +82,10 @@ def test_full_demo(tmp_path):
         assert 0 <= result["target_mIoU"] <= 100 and result["per_class_IoU"]
         assert "flicker_rate" in result and "flow_warped_consistency" in result
     assert (tmp_path / "overlay" / "overlay.mp4").is_file()
+    # Issue 3's criterion at the demo's seed 0. Self-training led by 1.8-2.9 mIoU at each of three seeds
+    # (docs/demo_findings.md, F), so this is a real check, not a coin toss.
+    miou = {name: r["target_mIoU"] for name, r in summary["methods"].items()}
+    assert miou["self_training"] > miou["source_only"], miou
 
 
 @pytest.mark.parametrize("reference,views", [("teacher", "mixed_and_crop"), ("student", "mixed_and_crop"),
