@@ -7,7 +7,8 @@ _base_ = [
 ]
 uda = dict(
     # A tiny random-init model rarely reaches the paper's 0.968 confidence in 400 iterations (measured
-    # with the paper's ema_alpha: pseudo-label weight ~0.005 at iteration 400).
+    # with the paper's ema_alpha: pseudo-label weight ~0.005 at iteration 400). With ema_alpha 0.9, 0.968
+    # does as well (docs/demo_findings.md F); kept until PiPa++ is re-measured with it.
     pseudo_threshold=0.8,
     # The paper's 0.999 averages the teacher over ~1000 iterations, 2.5% of its 40k. Over 400 it never
     # leaves DAFormer's ramp, so the teacher is the average of every student since random init (3 seeds:
