@@ -28,8 +28,8 @@ def ema_horizon_warning(*, max_alpha: float, iters: int) -> str | None:
         return None
     suggested = 1.0 - 1.0 / max(2.0, PAPER_HORIZON_SHARE * iters)
     return (f"uda.ema_alpha={max_alpha} averages the teacher over ~{horizon:.0f} iterations, no fewer "
-            f"than the whole run (schedule.iters={iters}): the teacher stays the average of every student since initialisation. "
-            f"{suggested:.3g} keeps the paper's horizon ({PAPER_HORIZON_SHARE:.1%} of the run).")
+            f"than the whole run (schedule.iters={iters}): the teacher stays the average of every student "
+            f"since initialisation. {suggested:.3g} keeps the paper's horizon ({PAPER_HORIZON_SHARE:.1%} of the run).")
 
 
 class EMATeacher(nn.Module):
