@@ -24,6 +24,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The tool's options: every ``SyntheticSpec`` count, the frame size, the seed and the workers."""
     p = argparse.ArgumentParser(
         prog="make_synthetic.py",
         description="Write the synthetic benchmark: ROOT/source (VIPER layout), ROOT/target "
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Generate (or, with ``--if-missing``, keep) the benchmark and print its splits; returns 0."""
     args = build_parser().parse_args(argv)
     counts = {f.name: getattr(args, f.name) for f in fields(SyntheticSpec) if hasattr(args, f.name)}
     spec = SyntheticSpec(width=args.size[0], height=args.size[1], **counts)

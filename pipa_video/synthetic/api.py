@@ -47,7 +47,6 @@ def run_job(job: Job, *, seed: int, spec: SyntheticSpec, root: str, city_index: 
     return written
 
 
-# --- the whole benchmark -------------------------------------------------------------------------------------
 def make_synthetic(root: str | os.PathLike, *, seed: int = 0, spec: SyntheticSpec | None = None,
                    workers: int | None = None) -> Path:
     """Generate the benchmark under ``root`` (replacing an earlier synthetic one); returns ``root``."""

@@ -21,6 +21,8 @@ FIXED_ONE = 1 << SHIFT  # one pixel in fixed point
 
 @dataclass(frozen=True)
 class Pose:
+    """Where the camera is at one frame: position (metres), heading and principal point row (pixels)."""
+
     x: float
     z: float
     yaw: float  # radians, positive turns to +x
@@ -44,6 +46,7 @@ class CameraPath:
     bob: float  # pixels
 
     def pose(self, n: int) -> Pose:
+        """The camera at frame ``n`` (any integer: target snippets start far into a drive)."""
         angle = 2 * math.pi * n / self.yaw_period + self.yaw_phase
         return Pose(x=self.x + self.sway * math.sin(0.7 * angle),
                     z=self.z0 + self.speed * n,
@@ -52,6 +55,7 @@ class CameraPath:
 
 
 def draw_camera(rng: np.random.Generator, street: Street, style: Style, *, height: int) -> CameraPath:
+    """A random drive in the camera's lane of ``street``; ``height`` is the image height in pixels."""
     return CameraPath(
         height=float(rng.uniform(1.3, 1.7)), x=lane_centre(street), z0=0.0,
         speed=float(rng.uniform(0.25, 0.8)), yaw_bias=float(rng.uniform(-0.04, 0.04)),
@@ -75,6 +79,7 @@ class FrameGeometry:
 
     @classmethod
     def at(cls, pose: Pose, *, width: int, height: int) -> FrameGeometry:
+        """The rays of a ``width`` x ``height`` pixel frame seen from ``pose``."""
         focal = FOCAL_PER_WIDTH * width
         cx = (width - 1) / 2
         xr = (np.arange(width, dtype=np.float64) - cx) / focal

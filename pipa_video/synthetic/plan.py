@@ -44,6 +44,7 @@ _PLAN_KEY = 7
 
 
 def job_rng(seed: int, job: Job, city_index: int) -> np.random.Generator:
+    """The random stream of one drive: every draw of its street, camera, scene and sensor."""
     return _seeded_rng(seed, _DOMAIN_KEY[job.domain], _SPLIT_KEY[job.split], city_index, job.sequence)
 
 

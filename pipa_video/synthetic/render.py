@@ -28,6 +28,7 @@ class Textures:
 
     @classmethod
     def draw(cls, rng: np.random.Generator, style: Style, *, width: int, height: int) -> Textures:
+        """The textures of one drive; ``width`` x ``height`` is the frame size in pixels."""
         # Fine speckle plus coarse blotches (patched asphalt, worn grass).
         fine = style.grain_fine
         grain = fine * rng.random((128, 128)).astype(np.float32) + (1 - fine) * _smooth_noise(rng, (128, 128), 3.0)

@@ -37,6 +37,7 @@ PARKED_ROAD_HALF = 5.6  # half-width from which a street has parking lanes
 
 
 def draw_street(rng: np.random.Generator) -> Street:
+    """A random street: road and sidewalk widths, parking, verge and how densely it is built."""
     road_half = float(rng.uniform(3.5, 7.0))
     return Street(road_half=road_half, sidewalk=float(rng.uniform(1.8, 3.6)),
                   parking=road_half >= PARKED_ROAD_HALF, verge=float(rng.choice([0.0, rng.uniform(1.0, 4.0)])),
@@ -130,6 +131,8 @@ class SceneBuilder:
     # primitives
     def prim(self, cls: SceneClass, rgb: Sequence[float], *, kind: Kind = Kind.FLAT,
              params: Sequence[float] = ()) -> int:
+        """A new primitive of class ``cls`` and 0..255 colour ``rgb``; ``params`` (up to N_PARAMS)
+        feed its ``kind``'s shading pass. Returns its id."""
         self.prim_cls.append(int(cls))
         self.prim_rgb.append(np.clip(np.asarray(rgb, np.float32) / 255.0, 0, 1.5))
         self.prim_kind.append(int(kind))
@@ -148,6 +151,8 @@ class SceneBuilder:
     # objects and shapes
     def obj(self, center: Sequence[float], *, layer: Layer = Layer.STREET, radius: float = 1.0,
             vel: Sequence[float] = (0, 0, 0), gait: tuple[float, float] = (0.0, 0.0)) -> int:
+        """A new object at ``center`` (metres) bounding ``radius``, moving ``vel`` metres per frame,
+        legs swinging at ``gait`` = (radians per frame, phase). Returns its id."""
         self.obj_center.append(np.asarray(center, np.float64))
         self.obj_vel.append(np.asarray(vel, np.float64))
         self.obj_gait.append(gait)
@@ -157,6 +162,7 @@ class SceneBuilder:
 
     def poly(self, obj: int, prim: int, verts: np.ndarray, *, normal: Sequence[float] = (0, 0, 0),
              swing: np.ndarray | None = None, detail: Detail = Detail.ALWAYS) -> None:
+        """A flat polygon: ``verts`` (k, 3) metres; ``swing`` (k, 3) displacement at full gait."""
         verts = np.asarray(verts, np.float64)
         swing = np.zeros_like(verts) if swing is None else np.asarray(swing, np.float64)
         self.polys.append(_Poly(verts, swing, prim, obj, np.asarray(normal, np.float64), self._order, int(detail)))
@@ -164,6 +170,7 @@ class SceneBuilder:
 
     def sphere(self, obj: int, prim: int, center: Sequence[float], radius: float, *,
                detail: Detail = Detail.ALWAYS) -> None:
+        """A sphere (drawn as a disc) at ``center`` with ``radius``, metres."""
         self.spheres.append(_Sphere(np.asarray(center, np.float64), float(radius), prim, obj, self._order, int(detail)))
         self._order += 1
 
@@ -186,6 +193,7 @@ class SceneBuilder:
             self.poly(obj, self.prim(cls, rgb * shade), verts, normal=normal, swing=swing, detail=detail)
 
     def finish(self) -> Scene:
+        """The collected shapes as a ``Scene``."""
         return Scene.from_builder(self)
 
 
@@ -221,6 +229,7 @@ class Scene:
 
     @classmethod
     def from_builder(cls, b: SceneBuilder) -> Scene:
+        """Flatten a builder's shapes into arrays (vertices of every polygon back to back)."""
         polys, spheres = b.polys, b.spheres
         sizes = np.array([len(p.verts) for p in polys], np.int64)
         poly_obj = np.array([p.obj for p in polys], np.int64)

@@ -18,11 +18,12 @@ TARGET_SPLITS = ("train", "val", "test")
 
 
 class Domain(str, Enum):
+    """The labelled source (VIPER layout, "game" look) or the unlabelled target (Cityscapes-Seq, "camera")."""
+
     SOURCE = "source"
     TARGET = "target"
 
 
-# --- classes ------------------------------------------------------------------------------------
 class SceneClass(IntEnum):
     """What the generator draws; each maps to one raw id per id space."""
 
@@ -89,7 +90,6 @@ SNIPPET_BEFORE, SNIPPET_AFTER = layouts.CS_SEQ_BEFORE, layouts.CS_SEQ_AFTER
 SNIPPET_LENGTH = SNIPPET_BEFORE + 1 + SNIPPET_AFTER
 
 
-# --- what to generate -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SyntheticSpec:
     """Sizes and counts of one generation (recorded in SYNTHETIC_INFO.json)."""
@@ -130,9 +130,11 @@ class SyntheticSpec:
         return replace(self, **counts)
 
     def source_sequences(self, split: str) -> int:
+        """Number of source sequences of ``split`` ('train' or 'val')."""
         return {"train": self.source_train_sequences, "val": self.source_val_sequences}[split]
 
     def target_snippets(self, split: str) -> int:
+        """Number of annotated 30-frame target snippets of ``split`` ('train', 'val' or 'test')."""
         return {"train": self.target_train_snippets, "val": self.target_val_snippets,
                 "test": self.target_test_snippets}[split]
 

@@ -139,6 +139,8 @@ def _add_hedge(b: SceneBuilder, street: Street, side: int, z: float) -> None:
 
 
 class PoleKind(str, Enum):
+    """What stands on a pole by the kerb."""
+
     LAMP = "lamp"
     SIGN = "sign"
     TRAFFIC_LIGHT = "traffic_light"

@@ -15,6 +15,8 @@ from pipa_video.synthetic.scene import PARKING_WIDTH, SIDES, Detail, SceneBuilde
 from pipa_video.synthetic.spec import SceneClass
 
 class VehicleKind(str, Enum):
+    """A vehicle's body (``VEHICLE_MIX`` gives their shares in traffic)."""
+
     CAR = "car"
     TRUCK = "truck"
     BUS = "bus"
@@ -170,6 +172,7 @@ def _add_person(b: SceneBuilder, x: float, z: float, vel: tuple[float, float]) -
 
 
 def add_pedestrians(b: SceneBuilder, street: Street, side: int, z_lo: float, z_hi: float) -> None:
+    """People standing or walking along the sidewalk of ``side`` (-1 left, +1 right) between ``z_lo`` and ``z_hi``."""
     rng = b.rng
     z = z_lo + rng.uniform(0, 10)
     while z < z_hi:

@@ -26,6 +26,8 @@ JPEG_QUALITY = 90
 
 def write_frame(job: Job, n: int, image: np.ndarray, classes: np.ndarray, *, labelled: bool,
                  spec: SyntheticSpec, root: Path) -> int:
+    """Write frame ``n`` of ``job``: ``image`` (H, W, 3) uint8 RGB and, when ``labelled``, its label
+    from ``classes`` (H, W) uint8 scene classes in the domain's raw ids. Returns the files written."""
     raw = raw_id_table(job.domain)[classes]
     if job.domain is Domain.SOURCE:
         base = root / SOURCE_DIR
