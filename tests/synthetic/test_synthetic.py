@@ -1,7 +1,6 @@
 """The synthetic benchmark: real layouts, decodable labels, determinism, motion, a real domain shift."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -27,7 +26,6 @@ TINY = syn.SyntheticSpec(width=64, height=32, source_train_sequences=1, source_v
 VIPER_LUT = label_lut("viper", VIPER15)
 CS_LUT = label_lut("cityscapes", VIPER15)
 VIPER_FILE = re.compile(r"^(?P<seq>\d{3})_(?P<frame>\d{5})\.(?P<ext>jpg|png)$")
-TOOL = Path(__file__).resolve().parents[2] / "data_tools" / "make_synthetic.py"
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +267,7 @@ def test_the_domain_shift_is_real_and_the_target_learnable(bench):
     assert tgt_to_tgt > src_to_tgt + 0.15  # while the target itself stays separable
 
 
-# --- completeness, regeneration, command line ---------------------------------------------------------------------
+# --- completeness, regeneration, spec ---------------------------------------------------------------------
 def test_is_complete_tracks_interruptions_and_missing_files(tiny, tmp_path):
     root = Path(shutil.copytree(tiny, tmp_path / "bench"))
     assert syn.is_complete(root, seed=3, spec=TINY)
@@ -307,32 +305,6 @@ def test_regeneration_replaces_an_earlier_benchmark_but_never_foreign_data(tiny,
     with pytest.raises(DatasetError, match="not a synthetic benchmark root"):
         syn.make_synthetic(foreign, seed=0, spec=TINY, workers=1)
     assert (foreign / syn.SOURCE_DIR / "precious.txt").is_file()
-
-
-@pytest.fixture(scope="module")
-def make_synthetic_tool():
-    """data_tools/make_synthetic.py as a module (the command line lives there, not in the package)."""
-    spec = importlib.util.spec_from_file_location("make_synthetic_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_command_line(tmp_path, capsys, make_synthetic_tool):
-    root = tmp_path / "cli"
-    argv = [str(root), "--seed", "1", "--size", "64x32", "--source-train-sequences", "1",
-            "--source-val-sequences", "1", "--source-frames", "3", "--target-train-snippets", "1",
-            "--target-val-snippets", "1", "--target-test-snippets", "1", "--source-ext", "png",
-            "--workers", "1"]
-    assert make_synthetic_tool.main(argv) == 0
-    info = syn.read_info(root)
-    assert info["seed"] == 1 and info["spec"]["width"] == 64 and info["spec"]["source_ext"] == "png"
-    assert (root / syn.SOURCE_DIR / layouts.viper_image("train", 1, 2, "png")).is_file()
-    assert cv2.imread(str(root / syn.SOURCE_DIR / layouts.viper_image("val", 1, 0, "png"))).shape == (32, 64, 3)
-    assert make_synthetic_tool.main(argv + ["--if-missing"]) == 0
-    assert "already there" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        make_synthetic_tool.main([str(root), "--size", "64by32"])
 
 
 def test_spec_validation_and_scaling(tmp_path):
