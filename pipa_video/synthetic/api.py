@@ -49,7 +49,12 @@ def run_job(job: Job, *, seed: int, spec: SyntheticSpec, root: str, city_index: 
 
 def make_synthetic(root: str | os.PathLike, *, seed: int = 0, spec: SyntheticSpec | None = None,
                    workers: int | None = None) -> Path:
-    """Generate the benchmark under ``root`` (replacing an earlier synthetic one); returns ``root``."""
+    """Generate the benchmark under ``root`` (replacing an earlier synthetic one); returns ``root``.
+
+    ``workers`` processes render the drives (default: up to 2); the files do not depend on it.
+    Raises ValueError for a seed that is not a non-negative int, and DatasetError when ``root``
+    holds ``source`` / ``target`` folders but no generation marker (foreign data is never replaced).
+    """
     spec = spec or SyntheticSpec()
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
