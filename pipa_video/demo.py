@@ -40,7 +40,7 @@ def prepare_demo_data(data_dir: Path, *, seed: int, spec=None) -> dict[str, Path
     ``spec`` (a ``SyntheticSpec``) changes sizes and counts; the tests use a tiny one.
     """
     from pipa_video.data.prepare import prepare
-    from pipa_video.data.synthetic import ensure_synthetic
+    from pipa_video.synthetic import ensure_synthetic
 
     root = ensure_synthetic(data_dir / "synthetic", seed=seed, spec=spec)
     index_dir = data_dir / "index"

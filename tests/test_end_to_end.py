@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipa_video.cli import main
-from pipa_video.data.synthetic import SyntheticSpec
+from pipa_video.synthetic import SyntheticSpec
 from pipa_video.demo import prepare_demo_data
 
 TINY = SyntheticSpec(width=64, height=32, source_train_sequences=1, source_val_sequences=1, source_frames=6,

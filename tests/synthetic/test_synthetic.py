@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipa_video.data import synthetic as syn
+from pipa_video import synthetic as syn
 from pipa_video.data.classes import IGNORE_INDEX, VIPER15, VIPER_PALETTE, Rider, label_lut
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources import get_layout, layouts
@@ -267,7 +267,7 @@ def test_the_domain_shift_is_real_and_the_target_learnable(bench):
     assert tgt_to_tgt > src_to_tgt + 0.15  # while the target itself stays separable
 
 
-# --- completeness, regeneration, command line ---------------------------------------------------------------------
+# --- completeness, regeneration, spec ---------------------------------------------------------------------
 def test_is_complete_tracks_interruptions_and_missing_files(tiny, tmp_path):
     root = Path(shutil.copytree(tiny, tmp_path / "bench"))
     assert syn.is_complete(root, seed=3, spec=TINY)
@@ -305,23 +305,6 @@ def test_regeneration_replaces_an_earlier_benchmark_but_never_foreign_data(tiny,
     with pytest.raises(DatasetError, match="not a synthetic benchmark root"):
         syn.make_synthetic(foreign, seed=0, spec=TINY, workers=1)
     assert (foreign / syn.SOURCE_DIR / "precious.txt").is_file()
-
-
-def test_command_line(tmp_path, capsys):
-    root = tmp_path / "cli"
-    argv = [str(root), "--seed", "1", "--size", "64x32", "--source-train-sequences", "1",
-            "--source-val-sequences", "1", "--source-frames", "3", "--target-train-snippets", "1",
-            "--target-val-snippets", "1", "--target-test-snippets", "1", "--source-ext", "png",
-            "--workers", "1"]
-    assert syn.main(argv) == 0
-    info = syn.read_info(root)
-    assert info["seed"] == 1 and info["spec"]["width"] == 64 and info["spec"]["source_ext"] == "png"
-    assert (root / syn.SOURCE_DIR / layouts.viper_image("train", 1, 2, "png")).is_file()
-    assert cv2.imread(str(root / syn.SOURCE_DIR / layouts.viper_image("val", 1, 0, "png"))).shape == (32, 64, 3)
-    assert syn.main(argv + ["--if-missing"]) == 0
-    assert "already there" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        syn.main([str(root), "--size", "64by32"])
 
 
 def test_spec_validation_and_scaling(tmp_path):
