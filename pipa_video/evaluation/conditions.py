@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
+import torch
 from torch.utils.data import Dataset
 
 from pipa_video.data.index import CONDITION_COLUMN, atomic_write_text
@@ -51,7 +53,7 @@ class ConditionScorer:
         # Same keys in the same order on every rank: the all-reduces below must pair up.
         self.per_condition = {c: fresh_like(overall) for c in sorted(set(self.conditions or ()))}
 
-    def process(self, item: int, pred, label) -> None:
+    def process(self, item: int, pred: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor) -> None:
         """Score dataset item ``item``: (H, W) or (B, H, W) predictions and train-id labels."""
         self.overall.process(pred, label)
         if self.conditions is not None:

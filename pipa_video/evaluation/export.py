@@ -38,7 +38,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import cv2
 import numpy as np
@@ -51,6 +51,9 @@ from pipa_video.data.index import DatasetError, FrameIndex, atomic_write_text
 from pipa_video.data.io import VideoFrameReader, read_frame, write_png
 from pipa_video.data.sources.base import image_size
 from pipa_video.evaluation.inference import predict_logits
+
+if TYPE_CHECKING:  # runner imports the model stack; export only needs it when run from a config
+    from pipa_video.evaluation.runner import ModelBuilder, Predictor
 
 LABELS, INVALID, CONFIDENCE = "labelTrainIds", "labelTrainIds_invalid", "confidence"
 CONFIDENCE_SCALE = 65535  # Dark Zurich: uint16 confidence maps, 1.0 -> 65535
@@ -224,7 +227,7 @@ def write_archive(tree: str | os.PathLike, spec: ServerFormat, index: FrameIndex
 
 
 # --- predicting a split ----------------------------------------------------------------------------
-def model_predict_fn(predictor) -> PredictFn:
+def model_predict_fn(predictor: "Predictor") -> PredictFn:
     """A ``PredictFn`` from a ``runner.Predictor``: its inference settings, at the frame's own size.
 
     Confidence is the maximum softmax probability (of the averaged probabilities with test-time
@@ -302,7 +305,8 @@ def export_split(index: FrameIndex, predict_fn: PredictFn, *, fmt: str, out_dir:
 
 
 def export_for_server(cfg: Mapping, *, checkpoint: str, fmt: str, out_dir: str | os.PathLike,
-                      index_dir: str | os.PathLike | None = None, model_builder=None, progress: bool = True) -> dict:
+                      index_dir: str | os.PathLike | None = None, model_builder: "ModelBuilder | None" = None,
+                      progress: bool = True) -> dict:
     """``pipa-video predict --format``: the checkpoint's predictions of ``index_dir`` (default
     ``data.test.index``) in ``fmt``'s files and archive; see ``export_split``."""
     from pipa_video.data.build import check_index_class_set

@@ -2,7 +2,6 @@
 import copy
 import fnmatch
 import json
-import types
 import zipfile
 
 import cv2
@@ -87,6 +86,13 @@ def test_dark_zurich_round_trip_three_folders(tmp_path):
         np.testing.assert_allclose(conf / 65535.0, confidence, atol=1 / 65535)
 
 
+def official_args():
+    """cityscapesscripts' module-level settings, quiet and without instance scores or a JSON file."""
+    args = copy.copy(cs_eval.args)
+    args.evalInstLevelScore, args.quiet, args.JSONOutput = False, True, False
+    return args
+
+
 def test_cityscapes_round_trip_through_the_official_evaluation(tmp_path):
     """labelIds in the archive: cityscapesscripts finds every prediction and scores the mIoU we compute."""
     frames = (("berlin", 0, 19), ("berlin", 1, 19), ("bonn", 0, 19))
@@ -97,7 +103,7 @@ def test_cityscapes_round_trip_through_the_official_evaluation(tmp_path):
         export_split(index, fake_predict, fmt="cityscapes", out_dir=tmp_path / "out", progress=False)
     names = unzip(tmp_path / "out" / "cityscapes_submission.zip", tmp_path / "u")
     assert names == [f"{c}/{c}_{s:06d}_{f:06d}_leftImg8bit.png" for c, s, f in frames]
-    args = copy.copy(cs_ev_args())
+    args = official_args()
     args.predictionPath, args.predictionWalk = str(tmp_path / "u"), None
     gts = [str(tmp_path / "data" / label) for label in tree.frames.raw_label]
     preds = [cs_eval.getPrediction(args, gt) for gt in gts]
@@ -109,12 +115,6 @@ def test_cityscapes_round_trip_through_the_official_evaluation(tmp_path):
         ours.process(train_ids, label_lut("cityscapes", "cityscapes19")[tree.raw_labels[label]])
     official = cs_eval.evaluateImgLists(preds, gts, args)
     assert official["averageScoreClasses"] * 100 == pytest.approx(ours.evaluate()["mIoU"], abs=1e-6)
-
-
-def cs_ev_args():
-    args = copy.copy(cs_eval.args)
-    args.evalInstLevelScore, args.quiet, args.JSONOutput = False, True, False
-    return args
 
 
 def test_an_archive_with_missing_or_wrong_frames_is_refused(tmp_path):
@@ -184,7 +184,8 @@ def test_predict_format_command_exports_the_models_predictions(tmp_path, capsys)
         assert cli_main(argv) == 0
     manifest = json.loads((tmp_path / "out" / "dark_zurich_export.json").read_text())
     assert manifest["selection"] == "last iteration" and manifest["iteration"] == 7 and manifest["frames"] == 1
-    expected = Predictor(model.inference, settings=build_eval_settings(cfg)).predict_frames([read_rgb(index.image_path(0))])
+    predictor = Predictor(model.inference, settings=build_eval_settings(cfg))
+    expected = predictor.predict_frames([read_rgb(index.image_path(0))])
     written = decode(tmp_path / "out" / "dark_zurich" / "labelTrainIds" / index.image_path(0).name)
     np.testing.assert_array_equal(written, expected[0])
     assert IGNORE_INDEX not in written
