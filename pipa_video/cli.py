@@ -4,6 +4,7 @@
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input VIDEO_OR_FOLDER --out DIR
+    pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
     pipa-video demo [--work-dir DIR] [--iters N]
 """
 from __future__ import annotations
@@ -65,6 +66,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipa_video.evaluation.runner import predict
 
     cfg = load_config(args.config, args.cfg_options)
+    if args.format:  # benchmark-server files of a whole split, read through its index
+        from pipa_video.evaluation.export import export_for_server
+
+        if args.input is not None:
+            raise ConfigError("predict --format exports the frames of --index (or data.test.index); drop --input")
+
+        export_for_server(cfg, checkpoint=args.checkpoint, fmt=args.format, out_dir=args.out, index_dir=args.index)
+        return 0
+    if args.input is None:
+        raise ConfigError("predict needs --input VIDEO_OR_FOLDER, or --format to export a split for a benchmark server")
     predict(cfg, checkpoint=args.checkpoint, input_path=args.input, out_dir=args.out)
     return 0
 
@@ -109,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="colour-coded predictions and an overlay video of a video or frame folder")
     _add_config(p, flag=True)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="a video file (.mp4/.avi/.mkv) or a folder of frames")
+    p.add_argument("--input", help="a video file (.mp4/.avi/.mkv) or a folder of frames")
     p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=("cityscapes", "acdc", "dark_zurich"),
+                   help="instead of --input: the files and zip archive this benchmark server accepts, for every "
+                        "frame of --index (default data.test.index); see pipa_video/evaluation/export.py")
+    p.add_argument("--index", help="with --format: the index directory of the split to export (e.g. its test split)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")

@@ -67,6 +67,22 @@ CITYSCAPES_LABELID_TO_TRAINID = {
 }
 CITYSCAPES_LABELIDS = tuple(range(34))  # 0..33; -1 (license plate) never appears in labelIds PNGs
 CITYSCAPES_RIDER_LABELID = 25
+CITYSCAPES_UNLABELED_LABELID = 0
+# The values a *_labelTrainIds.png may hold (ACDC, Dark Zurich): the 19 train ids and ignore.
+CITYSCAPES_TRAINIDS = tuple(range(len(CITYSCAPES_LABELID_TO_TRAINID))) + (255,)
+
+
+def cityscapes_trainid_to_labelid() -> np.ndarray:
+    """(256,) uint8 table: Cityscapes train id -> labelId, the inverse of ``CITYSCAPES_LABELID_TO_TRAINID``.
+
+    Ignore (255) and every value that is not a train id map to labelId 0 (unlabeled). Used to read
+    ``*_labelTrainIds.png`` through the labelId tables, and to write Cityscapes server predictions
+    (the server scores labelIds: cityscapesscripts ``evalPixelLevelSemanticLabeling.py``).
+    """
+    table = np.full(256, CITYSCAPES_UNLABELED_LABELID, np.uint8)
+    for label_id, train_id in CITYSCAPES_LABELID_TO_TRAINID.items():
+        table[train_id] = label_id
+    return table
 
 # --- VIPER ----------------------------------------------------------------------------------
 VIPER_NAMES = (

@@ -1,10 +1,13 @@
 """The frame index: what a prepare tool writes and what every reader takes.
 
 An index directory holds
-- ``index.csv``: one row per frame, columns ``sequence, frame, image, label, labelled`` then one
-  pixel-count column per class (``px_<class name>``, see ``ClassSet.column_names``);
+- ``index.csv``: one row per frame, columns ``sequence, frame, image, label, labelled``, then
+  ``condition`` for datasets that record one per frame (ACDC: fog/night/rain/snow; Dark Zurich:
+  day/twilight/night), then one pixel-count column per class (``px_<class name>``, see
+  ``ClassSet.column_names``);
 - ``meta.json``: the dataset ``layout``, the ``root`` the image paths are relative to, the
-  ``class_set`` and the ``rider`` rule the labels were converted with, and the ``split``;
+  ``class_set`` and the ``rider`` rule the labels were converted with, the ``split`` and the
+  ``conditions`` present (empty for datasets without conditions);
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +30,9 @@ INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
 LABEL_DIR = "labels"
 BASE_COLUMNS = ("sequence", "frame", "image", "label", "labelled")
+CONDITION_COLUMN = "condition"
+# Written after BASE_COLUMNS, before the pixel counts, by the datasets that have them.
+OPTIONAL_COLUMNS = (CONDITION_COLUMN,)
 
 
 class DatasetError(ValueError):
@@ -40,6 +46,7 @@ class IndexMeta:
     class_set: str
     rider: str = "person"
     split: str = "train"
+    conditions: list[str] = field(default_factory=list)  # values of the condition column, sorted
 
 
 def _umask() -> int:
@@ -74,7 +81,8 @@ def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMet
 
 
 def check_index_columns(frames: pd.DataFrame, class_set: ClassSet, *, where: str) -> None:
-    expected = list(BASE_COLUMNS) + class_set.column_names()
+    optional = [c for c in OPTIONAL_COLUMNS if c in frames.columns]
+    expected = list(BASE_COLUMNS) + optional + class_set.column_names()
     if list(frames.columns) != expected:
         missing = [c for c in expected if c not in frames.columns]
         extra = [c for c in frames.columns if c not in expected]
@@ -116,8 +124,8 @@ def load_index(index_dir: str | os.PathLike, *, root: str | os.PathLike | None =
     meta = IndexMeta(**json.loads((index_dir / META_FILE).read_text()))
     if root is not None:
         meta.root = str(root)
-    frames = pd.read_csv(index_dir / INDEX_FILE, dtype={"sequence": str, "image": str, "label": str},
-                         keep_default_na=False)
+    frames = pd.read_csv(index_dir / INDEX_FILE, keep_default_na=False,
+                         dtype={"sequence": str, "image": str, "label": str, CONDITION_COLUMN: str})
     check_index_columns(frames, get_class_set(meta.class_set), where=str(index_dir / INDEX_FILE))
     frames["labelled"] = frames["labelled"].astype(bool)
     frames = frames.sort_values(["sequence", "frame"], kind="stable").reset_index(drop=True)

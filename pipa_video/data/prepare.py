@@ -31,7 +31,9 @@ from pipa_video.data import io as data_io
 from pipa_video.data.classes import (
     CLASS_SETS, IGNORE_INDEX, ClassSet, Rider, get_class_set, known_ids, label_lut,
 )
-from pipa_video.data.index import INDEX_FILE, LABEL_DIR, META_FILE, DatasetError, IndexMeta, write_index
+from pipa_video.data.index import (
+    CONDITION_COLUMN, INDEX_FILE, LABEL_DIR, META_FILE, DatasetError, IndexMeta, write_index,
+)
 from pipa_video.data.sources import Layout, SizeMismatch, get_layout
 from pipa_video.data.sources.base import SPLIT_OPTION, absolute, image_size
 
@@ -147,6 +149,8 @@ def index_table(frames: pd.DataFrame, results: list[FrameResult], class_set: Cla
     table = frames.loc[keep, ["sequence", "frame", "image"]].reset_index(drop=True)
     table["label"] = [r.label for r in kept]
     table["labelled"] = table["label"] != ""
+    if CONDITION_COLUMN in frames.columns:  # ACDC, Dark Zurich: weather / time of day per frame
+        table[CONDITION_COLUMN] = frames.loc[keep, CONDITION_COLUMN].to_numpy()
     counts = np.zeros((len(kept), class_set.num_classes), np.int64)
     for row, result in enumerate(kept):
         if result.counts is not None:
@@ -171,6 +175,9 @@ def summary_text(table: pd.DataFrame, class_set: ClassSet, *, total_pixels: int,
              f"  sequences: {table['sequence'].nunique()}   frames: {len(table)}   "
              f"labelled frames: {int(table['labelled'].sum())}"
              + (f"   skipped (image/label size mismatch): {skipped}" if skipped else "")]
+    if CONDITION_COLUMN in table.columns:
+        per = table[CONDITION_COLUMN].value_counts().sort_index()
+        lines.append("  conditions: " + ", ".join(f"{name} {count} frames" for name, count in per.items()))
     if total_pixels:
         width = max(len(n) for n in class_set.names + ("(ignore)",))
         lines.append(f"  {'class':<{width}}  {'pixels':>14}  share")
@@ -235,8 +242,9 @@ def prepare(layout: str, root: str | os.PathLike, out_dir: str | os.PathLike, *,
         table = index_table(frames, results, class_set)
         if table.empty:
             raise DatasetError(f"{root}: every frame was skipped; nothing to index")
+        conditions = sorted(set(table[CONDITION_COLUMN])) if CONDITION_COLUMN in table.columns else []
         write_index(out_dir, table, IndexMeta(layout=spec.name, root=str(data_root), class_set=class_set.name,
-                                              rider=rider.value, split=split))
+                                              rider=rider.value, split=split, conditions=conditions))
     except BaseException:
         remove_temp_files(out_dir)
         raise

@@ -29,6 +29,7 @@ from pipa_video.data.io import (VideoFrameReader, is_video, open_video, read_fra
 from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pipa_video.evaluation.inference import InferenceMode, ModelFn, predict_labels
 from pipa_video.data.build import check_index_class_set, worker_init
+from pipa_video.evaluation.conditions import ConditionScorer, key_conditions, report_conditions
 from pipa_video.evaluation.metrics import Protocol, SegEvaluator
 from pipa_video.evaluation.report import (OverlayVideoWriter, ReportContext, checkpoint_selection,
                                           colorize, format_table, overlay, per_class_frame,
@@ -244,26 +245,26 @@ def evaluate_dataset(predictor: Predictor, dataset: Dataset, *, evaluator: SegEv
     """Run ``predictor`` over the labelled key frames of ``dataset`` (clip samples) and evaluate.
 
     Frames are sharded ``rank::world_size`` (no padding, so no frame counts twice) and the confusion
-    matrices summed with ``reduce_fn`` when ``world_size > 1``.
+    matrices summed with ``reduce_fn`` when ``world_size > 1``; ACDC / Dark Zurich add ``per_condition``.
     """
     from tqdm import tqdm
 
-    shard = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
-    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers, worker_init_fn=worker_init)
-    evaluator.reset()
+    items = range(rank, len(dataset), world_size)
+    loader = DataLoader(Subset(dataset, items), batch_size=1, num_workers=num_workers, worker_init_fn=worker_init)
+    scorer = ConditionScorer(evaluator, key_conditions(dataset))
     skipped = 0
-    for sample in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
+    for item, sample in zip(items, tqdm(loader, desc="evaluate", disable=not progress or rank != 0)):
         if not bool(sample["has_label"][0, 0]):
             skipped += 1  # a key frame without ground truth cannot be scored
             continue
         label = sample["label"][:, 0]
         pred = predictor.predict_batch(sample["img"][:, 0], out_size=label.shape[-2:])
-        evaluator.process(pred, label)
+        scorer.process(item, pred, label)
     if world_size > 1:
-        evaluator.sum_across_ranks(reduce_fn or _all_reduce_sum)
+        scorer.sum_across_ranks(reduce_fn or _all_reduce_sum)
     if evaluator.num_images == 0:
         raise DatasetError(f"no labelled key frame to evaluate ({skipped} unlabelled ones skipped)")
-    return evaluator.evaluate()
+    return scorer.evaluate()
 
 
 def protocol_notes(*, protocol: Protocol, rider: str, class_set: ClassSet, selection: str, split: str) -> list[str]:
@@ -325,6 +326,7 @@ def evaluate(cfg: Mapping, *, checkpoint: str, out_dir: str | os.PathLike | None
         print("\n".join(context.lines()))
         print(format_table(per_class_frame(results)[lambda f: f["evaluated"]]))
         print(f"mIoU {results['mIoU']:.2f} ({settings.protocol.value} protocol, {len(cs.eval_ids)} classes)")
+        files.update(report_conditions(out_dir, results, context))  # ACDC, Dark Zurich: per condition
     return dict(results, context=asdict(context), files={k: str(v) for k, v in files.items()})
 
 

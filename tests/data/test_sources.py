@@ -28,7 +28,7 @@ def assert_scan_equal(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 def test_registry_and_unknown_options():
     assert set(LAYOUTS) == {"viper", "cityscapes_seq", "cityscapes", "synthia_seq", "synthia", "gta",
-                            "video_file", "frame_folder"}
+                            "acdc", "dark_zurich", "video_file", "frame_folder"}
     with pytest.raises(KeyError, match="kitti"):
         get_layout("kitti")
     with pytest.raises(TypeError, match="label_stp"):

@@ -2,7 +2,8 @@
 
 A layout turns a dataset root into a frame table (``scan``) with the columns ``SCAN_COLUMNS``:
 ``sequence, frame, image, raw_label`` (paths relative to the layout's data root, ``raw_label`` empty
-for unlabelled frames), sorted by sequence then frame. ``read_raw_label`` gives a label file's raw
+for unlabelled frames), sorted by sequence then frame, plus ``condition`` (``index.CONDITION_COLUMN``)
+for datasets that record one per frame (ACDC's weather, Dark Zurich's time of day). ``read_raw_label`` gives a label file's raw
 ids in the layout's id space (``classes.ID_SPACES``); ``classes.label_lut`` turns them into train ids.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from pipa_video.data.index import DatasetError
+from pipa_video.data.index import OPTIONAL_COLUMNS, DatasetError
 
 SCAN_COLUMNS = ("sequence", "frame", "image", "raw_label")
 SPLIT_OPTION = "split"
@@ -112,11 +113,17 @@ class Layout:
 
 
 def finish_scan(frames: pd.DataFrame | list[dict], *, where: str, expected: str) -> pd.DataFrame:
-    """Type, sort and sanity-check a scan result; an empty scan is an error naming the root."""
-    frames = pd.DataFrame(frames, columns=list(SCAN_COLUMNS))
+    """Type, sort and sanity-check a scan result; an empty scan is an error naming the root.
+
+    Columns are ``SCAN_COLUMNS`` plus those of ``index.OPTIONAL_COLUMNS`` the scan provides.
+    """
+    frames = pd.DataFrame(frames)
+    optional = [c for c in OPTIONAL_COLUMNS if c in frames.columns]
+    frames = frames.reindex(columns=[*SCAN_COLUMNS, *optional])
     if frames.empty:
         raise DatasetError(f"{where}: no frames found; expected {expected}")
-    frames = frames.astype({"sequence": str, "frame": np.int64, "image": str, "raw_label": str})
+    frames = frames.astype({"sequence": str, "frame": np.int64, "image": str, "raw_label": str,
+                            **{c: str for c in optional}})
     frames = frames.sort_values(["sequence", "frame"], kind="stable").reset_index(drop=True)
     dup = frames.duplicated(["sequence", "frame"], keep=False)
     if dup.any():

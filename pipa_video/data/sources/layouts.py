@@ -80,5 +80,59 @@ def synthia_label(frame: int) -> str:
     return f"GT/LABELS/{frame:07d}.png"
 
 
+# ACDC and Dark Zurich (ETH Zurich's releases) share the naming {sequence}_frame_{frame:06d}_<suffix>:
+# images rgb_anon/..._rgb_anon.png, labels gt/..._gt_labelTrainIds.png or ..._gt_labelIds.png.
+ADVERSE_IMG_DIR = "rgb_anon"
+ADVERSE_GT_DIR = "gt"
+ADVERSE_IMG_SUFFIX = "_rgb_anon.png"
+ADVERSE_TRAINIDS_SUFFIX = "_gt_labelTrainIds.png"
+ADVERSE_LABELIDS_SUFFIX = "_gt_labelIds.png"
+ADVERSE_LABEL_SUFFIXES = (ADVERSE_TRAINIDS_SUFFIX, ADVERSE_LABELIDS_SUFFIX)  # preference order
+# Reference images (_rgb_ref_anon, _ref_rgb_anon) do not match: they are not frames of a split.
+ADVERSE_NAME_RE = re.compile(r"^(?P<seq>[A-Za-z0-9]+)_frame_(?P<frame>\d{6})_rgb_anon\.png$")
+REF_SUFFIX = "_ref"  # rgb_anon/{condition}/{split}_ref/ (ACDC), rgb_anon/{split}_ref/ (Dark Zurich)
+
+ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
+ACDC_UNKNOWN_CONDITION = "unknown"  # HRDA's flattened layout drops the condition folders
+DARK_ZURICH_TIMES = ("day", "twilight", "night")
+
+
+def adverse_stem(seq: str, frame: int) -> str:
+    return f"{seq}_frame_{frame:06d}"
+
+
+def acdc_image(condition: str, split: str, seq: str, frame: int) -> str:
+    return f"{ADVERSE_IMG_DIR}/{condition}/{split}/{seq}/{adverse_stem(seq, frame)}{ADVERSE_IMG_SUFFIX}"
+
+
+def acdc_ref_image(condition: str, split: str, seq: str, frame: int) -> str:
+    return f"{ADVERSE_IMG_DIR}/{condition}/{split}{REF_SUFFIX}/{seq}/{adverse_stem(seq, frame)}_rgb_ref_anon.png"
+
+
+def acdc_label(condition: str, split: str, seq: str, frame: int, suffix: str = ADVERSE_TRAINIDS_SUFFIX) -> str:
+    return f"{ADVERSE_GT_DIR}/{condition}/{split}/{seq}/{adverse_stem(seq, frame)}{suffix}"
+
+
+# HRDA's README: rsync rgb_anon/*/{split}/*/* into rgb_anon/{split}/ and the labelTrainIds into gt/{split}/.
+def acdc_flat_image(split: str, seq: str, frame: int) -> str:
+    return f"{ADVERSE_IMG_DIR}/{split}/{adverse_stem(seq, frame)}{ADVERSE_IMG_SUFFIX}"
+
+
+def acdc_flat_label(split: str, seq: str, frame: int, suffix: str = ADVERSE_TRAINIDS_SUFFIX) -> str:
+    return f"{ADVERSE_GT_DIR}/{split}/{adverse_stem(seq, frame)}{suffix}"
+
+
+def dark_zurich_image(split: str, time: str, seq: str, frame: int) -> str:
+    return f"{ADVERSE_IMG_DIR}/{split}/{time}/{seq}/{adverse_stem(seq, frame)}{ADVERSE_IMG_SUFFIX}"
+
+
+def dark_zurich_ref_image(split: str, seq: str, frame: int) -> str:
+    return f"{ADVERSE_IMG_DIR}/{split}{REF_SUFFIX}/day/{seq}_ref/{adverse_stem(seq, frame)}_ref_rgb_anon.png"
+
+
+def dark_zurich_label(split: str, time: str, seq: str, frame: int, suffix: str = ADVERSE_TRAINIDS_SUFFIX) -> str:
+    return f"{ADVERSE_GT_DIR}/{split}/{time}/{seq}/{adverse_stem(seq, frame)}{suffix}"
+
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
