@@ -382,8 +382,8 @@ def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | Non
     bar = tqdm(total=sum(len(rows) for _, rows in sequences), desc="tc-report", disable=not progress)
     for name, rows in sequences:
         for row in rows:
-            frame_id = int(index.frames["frame"].iat[row])
-            frame = read_frame(index.image_path(row), frame_id, videos)
+            path, frame_id = index.frame_source(row)
+            frame = read_frame(path, frame_id, videos)
             if predictor is not None:
                 pred = predictor.predict_frames([frame])[0]
             else:

@@ -1,0 +1,193 @@
+"""Checking a video before indexing it: which frames decode, whether random access is exact, its rate.
+
+Why each check exists (measured on OpenCV's sample videos, Debian package opencv-doc):
+- decord's random access seeks by timestamp. On MPEG-4 Part 2 AVIs with B-frames (XviD's packed
+  bitstream: ``Megamind.avi``; or any mpeg4-in-AVI with B-frames) the demuxer leaves frames without
+  timestamps and decord silently returns other frames (asked for 262, got 160). Its sequential
+  decode is right, so sampled frames are compared with it; a video that fails is read from frames
+  extracted once, in order (``index.EXTRACTED``).
+- A truncated file decodes up to the cut packet; decord then either fails ("Error sending packet")
+  or returns a partly grey last frame without a word. Only frames before the first error are
+  indexed; when the last packet runs to the end of the file although the header promises more
+  frames, the file was cut and that last frame is dropped as well.
+- A header's frame rate can be wrong: ``tree.avi`` says 15 fps, but its 68 frames span 29.5 s of
+  stream timestamps (2.3 fps). The rate is measured from the packets' timestamps (PyAV demux, no
+  decoding); where it differs from the header's by more than ``FPS_TOLERANCE`` the measured rate is
+  used, with a warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from pipa_video.data.index import DatasetError
+from pipa_video.data.io import decoder_message, open_video
+
+NUM_SAMPLES = 6  # key frames checked per video, each with its predecessor (a clip's t and t-1)
+FPS_TOLERANCE = 0.02  # relative difference between header and measured rate that is reported
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """What the container says and what its packets show (PyAV demux, no decoding)."""
+
+    header_frames: int  # the container's frame count; 0 where it has none (Matroska)
+    header_fps: float | None
+    measured_fps: float | None  # (frames - 1) / (last - first packet timestamp); None under 2 frames
+    packets: int
+    cut_at_end: bool  # the last packet runs to the end of the file and the header promises more
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """The verdict on one video: how many frames to index, how to read them, at what rate."""
+
+    path: str
+    frames: int  # frames to index: decodable, in order, from 0
+    decoder_frames: int  # what decord's frame count says
+    stream: StreamStats
+    random_access_exact: bool
+    wrong_frames: tuple[tuple[int, int | None], ...] = ()  # (asked, returned; None = not a sampled frame)
+    decode_error: str = ""  # the sequential decode's first error, "" when none
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def fps(self) -> float | None:
+        """The measured rate where the header's disagrees with it (or is missing), else the header's."""
+        header, measured = self.stream.header_fps, self.stream.measured_fps
+        if measured is None or (header and abs(measured - header) <= FPS_TOLERANCE * header):
+            return header
+        return measured
+
+    def warnings(self) -> list[str]:
+        """One line per problem, naming the file."""
+        out = []
+        if self.frames < self.decoder_frames or self.stream.cut_at_end:
+            why = f"decoding stopped at frame {self.frames}: {self.decode_error}" if self.decode_error else (
+                "the file ends inside its last frame (truncated)")
+            out.append(f"{self.path}: {self.frames} of {self.decoder_frames} frames decodable ({why}); "
+                       f"indexing frames 0-{self.frames - 1}")
+        if self.fps is not None and self.fps != self.stream.header_fps:
+            out.append(f"{self.path}: the header says {self.stream.header_fps or 0:.3f} fps, the stream's "
+                       f"timestamps give {self.fps:.3f} fps; using {self.fps:.3f}")
+        if not self.random_access_exact:
+            asked, got = self.wrong_frames[0]
+            out.append(f"{self.path}: random access returned wrong frames ({len(self.wrong_frames)} of the sampled, "
+                       f"e.g. frame {asked} gave {'frame ' + str(got) if got is not None else 'another frame'}); "
+                       f"its frames are extracted in order and read from the index")
+        return out
+
+
+def stream_stats(path: str | os.PathLike) -> StreamStats:
+    """Frame count and rate from the header, and the rate measured from packet timestamps."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.base_rate
+            stamps, last_end, packets = [], 0, 0
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the flush packet
+                packets += 1
+                if packet.pts is not None:
+                    stamps.append(float(packet.pts * packet.time_base))
+                if packet.pos is not None and packet.pos >= 0:
+                    last_end = max(last_end, packet.pos + packet.size)
+    except (av.FFmpegError, IndexError) as err:
+        raise DatasetError(f"cannot read video {path}: {err}") from None
+    measured = (len(stamps) - 1) / (max(stamps) - min(stamps)) if len(stamps) > 1 and max(stamps) > min(stamps) else None
+    header_frames = int(stream.frames or 0)
+    cut = last_end >= os.path.getsize(path) and header_frames > packets
+    return StreamStats(header_frames=header_frames, header_fps=float(rate) if rate else None,
+                       measured_fps=measured, packets=packets, cut_at_end=cut)
+
+
+def _digest(frame: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(frame).tobytes(), digest_size=16).digest()
+
+
+def sample_frames(num_frames: int, *, num_samples: int = NUM_SAMPLES, seed: int = 0) -> list[int]:
+    """Frames to check, in the order a clip loader asks for them: random keys t, each followed by t-1."""
+    if num_frames < 2:
+        return list(range(num_frames))
+    keys = np.random.default_rng(seed).choice(np.arange(1, num_frames), size=min(num_samples, num_frames - 1),
+                                              replace=False)
+    return [int(f) for k in keys for f in (k, k - 1)]
+
+
+def decode_in_order(path: str | os.PathLike, *, on_frame: Callable[[int, object], None]) -> tuple[int, str]:
+    """Decode every frame from the start with decord's sequential reader, calling ``on_frame(i, ndarray)``.
+
+    Returns (frames decoded before the first error, that error or ""). ``on_frame`` gets decord's
+    NDArray, so frames nobody looks at are never copied to numpy.
+    """
+    reader = open_video(path)
+    count = 0
+    while True:
+        try:
+            frame = reader.next()
+        except StopIteration:
+            return count, ""
+        except Exception as err:  # DECORDError: a corrupt or cut packet
+            return count, decoder_message(err)
+        on_frame(count, frame)
+        count += 1
+
+
+def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Every frame of a video as RGB uint8, in order, exactly (sequential decode); a decoder error is a
+    ``DatasetError`` naming the file and the frame."""
+    reader = open_video(path)
+    for index in range(len(reader)):
+        try:
+            frame = reader.next().asnumpy()
+        except StopIteration:
+            return
+        except Exception as err:
+            raise DatasetError(f"{path}: cannot decode frame {index} (of {len(reader)}): {decoder_message(err)}") from None
+        yield frame
+
+
+def _random_access_mismatches(path: str | os.PathLike, samples: list[int],
+                              expected: dict[int, bytes]) -> tuple[tuple[int, int | None], ...]:
+    reader = open_video(path)  # a fresh reader: the check starts from where training starts
+    by_digest = {d: f for f, d in expected.items()}
+    wrong = []
+    for frame in samples:
+        try:
+            got = _digest(reader[frame].asnumpy())
+        except Exception:  # a frame random access cannot decode at all is as wrong as another frame
+            got = b""
+        if got != expected[frame]:
+            wrong.append((frame, by_digest.get(got)))
+    return tuple(wrong)
+
+
+def probe_video(path: str | os.PathLike, *, num_samples: int = NUM_SAMPLES, seed: int = 0) -> VideoProbe:
+    """Decode ``path`` in order (counting decodable frames), then compare decord's random access with
+    it on sampled frames; see the module docstring. Costs one sequential decode of the video."""
+    path = Path(path)
+    decoder_frames = len(open_video(path))  # DatasetError for a missing, unreadable or empty video
+    stats = stream_stats(path)
+    samples = sample_frames(decoder_frames, num_samples=num_samples, seed=seed)
+    wanted, digests = set(samples), {}
+
+    def keep(index: int, frame) -> None:
+        if index in wanted:
+            digests[index] = _digest(frame.asnumpy())
+
+    decoded, error = decode_in_order(path, on_frame=keep)
+    frames = decoded - 1 if stats.cut_at_end and not error and decoded == stats.packets else decoded
+    if frames < 1:
+        raise DatasetError(f"{path}: no decodable frame ({error or 'the file is cut inside its first frame'})")
+    samples = [f for f in samples if f < frames]
+    wrong = _random_access_mismatches(path, samples, digests)
+    return VideoProbe(path=str(path), frames=frames, decoder_frames=decoder_frames, stream=stats,
+                      random_access_exact=not wrong, wrong_frames=wrong, decode_error=error)
