@@ -3,12 +3,13 @@
 Why each check exists (measured on OpenCV's sample videos, Debian package opencv-doc):
 - decord's random access seeks by timestamp. On MPEG-4 Part 2 AVIs with B-frames (XviD's packed
   bitstream: ``Megamind.avi``; or any mpeg4-in-AVI with B-frames) the demuxer leaves frames without
-  timestamps and decord silently returns other frames (asked for 262, got 160). Its sequential
-  decode is right, so sampled frames are compared with it; a video that fails is read from frames
-  extracted once, in order (``index.EXTRACTED``).
-- A truncated file decodes up to the cut packet; decord then either fails ("Error sending packet")
-  or returns a partly grey last frame without a word. Only frames before the first error are
-  indexed; when the last packet runs to the end of the file although the header promises more
+  timestamps and decord silently returns other frames (asked for 262, got 160). A sequential
+  decode is right (decord's own, OpenCV's and PyAV's agree), so sampled frames are compared with
+  PyAV's; a video that fails is read from frames extracted once, in order (``index.EXTRACTED``).
+- A truncated file decodes up to the cut packet; decoders then either fail ("Error sending packet";
+  decord's threaded reader can raise it several frames early, even at frame 0) or return a partly
+  grey last frame without a word. Only frames before the first error of PyAV's synchronous decode
+  are indexed; when the last packet runs to the end of the file although the header promises more
   frames, the file was cut and that last frame is dropped as well.
 - A header's frame rate can be wrong: ``tree.avi`` says 15 fps, but its 68 frames span 29.5 s of
   stream timestamps (2.3 fps). The rate is measured from the packets' timestamps (PyAV demux, no
@@ -17,19 +18,19 @@ Why each check exists (measured on OpenCV's sample videos, Debian package opencv
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from pipa_video.data.index import DatasetError
-from pipa_video.data.io import decoder_message, open_video
+from pipa_video.data.io import open_video
 
 NUM_SAMPLES = 6  # key frames checked per video, each with its predecessor (a clip's t and t-1)
 FPS_TOLERANCE = 0.02  # relative difference between header and measured rate that is reported
+SAME_FRAME_TOLERANCE = 4  # max per-pixel difference between two decoders' RGB of one frame
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class VideoProbe:
 
     path: str
     frames: int  # frames to index: decodable, in order, from 0
-    decoder_frames: int  # what decord's frame count says
+    decoder_frames: int  # frames the container holds (packets), or decoded where that is more
     stream: StreamStats
     random_access_exact: bool
     wrong_frames: tuple[tuple[int, int | None], ...] = ()  # (asked, returned; None = not a sampled frame)
@@ -109,64 +110,66 @@ def stream_stats(path: str | os.PathLike) -> StreamStats:
                        measured_fps=measured, packets=packets, cut_at_end=cut)
 
 
-def _digest(frame: np.ndarray) -> bytes:
-    return hashlib.blake2b(np.ascontiguousarray(frame).tobytes(), digest_size=16).digest()
-
-
 def sample_frames(num_frames: int, *, num_samples: int = NUM_SAMPLES, seed: int = 0) -> list[int]:
-    """Frames to check, in the order a clip loader asks for them: random keys t, each followed by t-1."""
+    """Frames to check, in the order a clip loader asks for them: random keys t, each followed by t-1,
+    and the last frame (random access must reach the end)."""
     if num_frames < 2:
         return list(range(num_frames))
     keys = np.random.default_rng(seed).choice(np.arange(1, num_frames), size=min(num_samples, num_frames - 1),
                                               replace=False)
-    return [int(f) for k in keys for f in (k, k - 1)]
+    return [int(f) for k in keys for f in (k, k - 1)] + [num_frames - 1]
 
 
-def decode_in_order(path: str | os.PathLike, *, on_frame: Callable[[int, object], None]) -> tuple[int, str]:
-    """Decode every frame from the start with decord's sequential reader, calling ``on_frame(i, ndarray)``.
+def decode_in_order(path: str | os.PathLike) -> Iterator[tuple[int, np.ndarray | None, str]]:
+    """(frame number, RGB frame, "") for every frame in presentation order, then, if decoding fails,
+    (number of the frame that failed, None, the decoder's message) once. PyAV decodes synchronously,
+    so an error belongs to the packet that caused it (decord's threaded reader can raise it frames
+    early)."""
+    import av
 
-    Returns (frames decoded before the first error, that error or ""). ``on_frame`` gets decord's
-    NDArray, so frames nobody looks at are never copied to numpy.
-    """
-    reader = open_video(path)
-    count = 0
-    while True:
-        try:
-            frame = reader.next()
-        except StopIteration:
-            return count, ""
-        except Exception as err:  # DECORDError: a corrupt or cut packet
-            return count, decoder_message(err)
-        on_frame(count, frame)
-        count += 1
+    number = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    yield number, frame.to_ndarray(format="rgb24"), ""
+                    number += 1
+    except (av.FFmpegError, IndexError) as err:
+        yield number, None, getattr(err, "strerror", None) or str(err)
 
 
 def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Every frame of a video as RGB uint8, in order, exactly (sequential decode); a decoder error is a
     ``DatasetError`` naming the file and the frame."""
-    reader = open_video(path)
-    for index in range(len(reader)):
-        try:
-            frame = reader.next().asnumpy()
-        except StopIteration:
-            return
-        except Exception as err:
-            raise DatasetError(f"{path}: cannot decode frame {index} (of {len(reader)}): {decoder_message(err)}") from None
+    for number, frame, error in decode_in_order(path):
+        if frame is None:
+            raise DatasetError(f"{path}: cannot decode frame {number}: {error}")
         yield frame
 
 
-def _random_access_mismatches(path: str | os.PathLike, samples: list[int],
-                              expected: dict[int, bytes]) -> tuple[tuple[int, int | None], ...]:
-    reader = open_video(path)  # a fresh reader: the check starts from where training starts
-    by_digest = {d: f for f, d in expected.items()}
+def same_frame(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two decodes of one frame: decord's and PyAV's YUV->RGB conversions differ by up to 2 levels
+    (measured on vtest.avi); another frame differs far more somewhere (moving objects, noise)."""
+    return a.shape == b.shape and int(np.abs(a.astype(np.int16) - b).max()) <= SAME_FRAME_TOLERANCE
+
+
+def _random_access_mismatches(path: str | os.PathLike,
+                              expected: dict[int, np.ndarray]) -> tuple[tuple[int, int | None], ...]:
+    """Sampled frames (in sampling order) that decord's random access gets wrong, with what it returned."""
+    try:
+        reader = open_video(path)  # a fresh reader: the check starts from where training starts
+    except DatasetError:
+        return tuple((f, None) for f in expected)
     wrong = []
-    for frame in samples:
+    for frame, truth in expected.items():
         try:
-            got = _digest(reader[frame].asnumpy())
-        except Exception:  # a frame random access cannot decode at all is as wrong as another frame
-            got = b""
-        if got != expected[frame]:
-            wrong.append((frame, by_digest.get(got)))
+            got = reader[frame].asnumpy() if frame < len(reader) else None
+        except Exception:  # a frame random access cannot decode is as wrong as another frame
+            got = None
+        if got is None or not same_frame(got, truth):
+            match = next((f for f, t in expected.items() if got is not None and same_frame(got, t)), None)
+            wrong.append((frame, match))
     return tuple(wrong)
 
 
@@ -174,20 +177,24 @@ def probe_video(path: str | os.PathLike, *, num_samples: int = NUM_SAMPLES, seed
     """Decode ``path`` in order (counting decodable frames), then compare decord's random access with
     it on sampled frames; see the module docstring. Costs one sequential decode of the video."""
     path = Path(path)
-    decoder_frames = len(open_video(path))  # DatasetError for a missing, unreadable or empty video
+    if not path.is_file():
+        raise DatasetError(f"video {path} not found")
     stats = stream_stats(path)
-    samples = sample_frames(decoder_frames, num_samples=num_samples, seed=seed)
-    wanted, digests = set(samples), {}
-
-    def keep(index: int, frame) -> None:
-        if index in wanted:
-            digests[index] = _digest(frame.asnumpy())
-
-    decoded, error = decode_in_order(path, on_frame=keep)
+    wanted = set(sample_frames(stats.packets, num_samples=num_samples, seed=seed))
+    kept: dict[int, np.ndarray] = {}
+    decoded, error = 0, ""
+    for number, frame, error in decode_in_order(path):
+        if frame is None:
+            break
+        decoded = number + 1
+        if number in wanted:
+            kept[number] = frame
     frames = decoded - 1 if stats.cut_at_end and not error and decoded == stats.packets else decoded
     if frames < 1:
-        raise DatasetError(f"{path}: no decodable frame ({error or 'the file is cut inside its first frame'})")
-    samples = [f for f in samples if f < frames]
-    wrong = _random_access_mismatches(path, samples, digests)
-    return VideoProbe(path=str(path), frames=frames, decoder_frames=decoder_frames, stream=stats,
+        raise DatasetError(f"cannot decode video {path}: no decodable frame ({error or 'cut inside its first frame'})")
+    order = [f for f in sample_frames(stats.packets, num_samples=num_samples, seed=seed) if f < frames]
+    if frames - 1 not in order and frames - 1 in kept:
+        order.append(frames - 1)
+    wrong = _random_access_mismatches(path, {f: kept[f] for f in order})
+    return VideoProbe(path=str(path), frames=frames, decoder_frames=max(stats.packets, decoded), stream=stats,
                       random_access_exact=not wrong, wrong_frames=wrong, decode_error=error)
