@@ -3,7 +3,7 @@
     pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT]]
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
-    pipa-video predict --config CONFIG --checkpoint CKPT --input VIDEO_OR_FOLDER --out DIR
+    pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video demo [--work-dir DIR] [--iters N]
 """
 from __future__ import annotations
@@ -62,10 +62,11 @@ def cmd_tc_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipa_video.evaluation.runner import predict
+    from pipa_video.evaluation.predict import predict
 
     cfg = load_config(args.config, args.cfg_options)
-    predict(cfg, checkpoint=args.checkpoint, input_path=args.input, out_dir=args.out)
+    predict(cfg, checkpoint=args.checkpoint, input_path=args.input, out_dir=args.out, frames=not args.no_frames,
+            root_images=args.root_images, fps=args.fps)
     return 0
 
 
@@ -100,17 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tc-report", help="temporal consistency report over every frame of a split's sequences")
     _add_config(p)
     p.add_argument("--checkpoint", help="run this model over the frames")
-    p.add_argument("--predictions", help="or read saved train-id PNGs <sequence>/<frame:06d>.png from here")
+    p.add_argument("--predictions", metavar="DIR",
+                   help="or read saved train-id PNGs DIR/<sequence>/<frame:06d>.png (predict's OUT/train_ids)")
     p.add_argument("--out")
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--max-sequences", type=int, default=None)
     p.set_defaults(func=cmd_tc_report)
 
-    p = sub.add_parser("predict", help="colour-coded predictions and an overlay video of a video or frame folder")
+    p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
+                                       "and temporal consistency of videos, frame folders or photos")
     _add_config(p, flag=True)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="a video file (.mp4/.avi/.mkv) or a folder of frames")
-    p.add_argument("--out", required=True)
+    p.add_argument("--input", required=True, help="a video, a photo, a folder of videos, frame folders "
+                   "(<folder>/<sequence>/<frames>) and photos, or an index written by prepare_video.py")
+    p.add_argument("--out", required=True, help="output folder; filled only when the run completes")
+    p.add_argument("--no-frames", action="store_true", help="skip the per-frame colour and train-id PNGs")
+    p.add_argument("--root-images", choices=("photos", "frames"), default="photos",
+                   help="image files directly in --input: separate photos or the frames of one video (default photos)")
+    p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")

@@ -108,19 +108,19 @@ def run_method(method: DemoMethod, cfg, run_dir: Path) -> dict[str, Any]:
 
 def overlay_video(cfg, checkpoint: Path, index_dir: Path, out_dir: Path) -> Path:
     """Predict one target test sequence (linked into a frame folder) as an overlay video."""
-    from pipa_video.evaluation.runner import predict
+    from pipa_video.evaluation.predict import predict
 
     index = load_index(index_dir)
     first = index.frames["sequence"].iat[0]
     rows = index.frames.index[index.frames["sequence"] == first]
-    frames_dir = out_dir / "input_frames"
+    frames_dir = out_dir / "input" / str(first)  # the overlay video is named after the sequence
     frames_dir.mkdir(parents=True, exist_ok=True)
     for n, row in enumerate(rows):
         link = frames_dir / f"{n:06d}.png"
         if not link.exists():
             os.symlink(index.image_path(row).resolve(), link)
-    predict(cfg, checkpoint=str(checkpoint), input_path=frames_dir, out_dir=out_dir)
-    return out_dir
+    result = predict(cfg, checkpoint=str(checkpoint), input_path=frames_dir, out_dir=out_dir, root_images="frames")
+    return Path(result["files"]["overlays"][0])  # the overlay video itself
 
 
 def format_table(results: dict[str, dict]) -> str:

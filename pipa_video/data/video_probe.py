@@ -43,6 +43,14 @@ class StreamStats:
     packets: int
     cut_at_end: bool  # the last packet runs to the end of the file and the header promises more
 
+    @property
+    def fps(self) -> float | None:
+        """The measured rate where the header's disagrees with it (or is missing), else the header's."""
+        header, measured = self.header_fps, self.measured_fps
+        if measured is None or (header and abs(measured - header) <= FPS_TOLERANCE * header):
+            return header
+        return measured
+
 
 @dataclass(frozen=True)
 class VideoProbe:
@@ -59,11 +67,7 @@ class VideoProbe:
 
     @property
     def fps(self) -> float | None:
-        """The measured rate where the header's disagrees with it (or is missing), else the header's."""
-        header, measured = self.stream.header_fps, self.stream.measured_fps
-        if measured is None or (header and abs(measured - header) <= FPS_TOLERANCE * header):
-            return header
-        return measured
+        return self.stream.fps
 
     def warnings(self) -> list[str]:
         """One line per problem, naming the file."""
