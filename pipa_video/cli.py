@@ -4,6 +4,7 @@
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
+    pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR]
     pipa-video demo [--work-dir DIR] [--iters N]
 """
 from __future__ import annotations
@@ -70,6 +71,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from pipa_video.adapt import adapt
+
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / f"adapt_{Path(args.footage).stem}"
+    summary = adapt(checkpoint=args.checkpoint, footage=args.footage, work_dir=work_dir, iters=args.iters,
+                    overrides=args.cfg_options)
+    print(f"done: {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> "
+          f"{summary['final_checkpoint']} (config {summary['config']}, footage index {summary['index']})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipa_video.demo import run_demo
 
@@ -120,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image files directly in --input: separate photos or the frames of one video (default photos)")
     p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
+    p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
+                   "set, model, source index and method")
+    p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
+                   "photos, or an index written by data_tools/prepare_video.py")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the checkpoint's "
+                   "schedule); warm-up and EMA rate scale with it")
+    p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="override keys of the adaptation config, e.g. data.source.index=DIR")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")
     p.add_argument("--work-dir", default="work_dirs/demo")
