@@ -63,6 +63,7 @@ class VideoProbe:
     random_access_exact: bool
     wrong_frames: tuple[tuple[int, int | None], ...] = ()  # (asked, returned; None = not a sampled frame)
     decode_error: str = ""  # the sequential decode's first error, "" when none
+    sampled: int = 0  # frames random access was checked on
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -82,7 +83,8 @@ class VideoProbe:
                        f"timestamps give {self.fps:.3f} fps; using {self.fps:.3f}")
         if not self.random_access_exact:
             asked, got = self.wrong_frames[0]
-            out.append(f"{self.path}: random access returned wrong frames ({len(self.wrong_frames)} of the sampled, "
+            out.append(f"{self.path}: random access returned wrong frames ({len(self.wrong_frames)} of {self.sampled} "
+                       f"sampled, "
                        f"e.g. frame {asked} gave {'frame ' + str(got) if got is not None else 'another frame'}); "
                        f"its frames are extracted in order and read from the index")
         return out
@@ -201,4 +203,4 @@ def probe_video(path: str | os.PathLike, *, num_samples: int = NUM_SAMPLES, seed
         order.append(frames - 1)
     wrong = _random_access_mismatches(path, {f: kept[f] for f in order})
     return VideoProbe(path=str(path), frames=frames, decoder_frames=max(stats.packets, decoded), stream=stats,
-                      random_access_exact=not wrong, wrong_frames=wrong, decode_error=error)
+                      random_access_exact=not wrong, wrong_frames=wrong, decode_error=error, sampled=len(order))
