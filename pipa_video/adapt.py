@@ -77,6 +77,12 @@ def adapt_config(saved: Mapping[str, Any], *, checkpoint: str | os.PathLike, ind
     return validate(merged.to_dict())
 
 
+def method_name(uda: Mapping[str, Any]) -> str:
+    """The method a ``uda`` section trains, in words (PiPa++ is self-training plus contrast terms)."""
+    terms = [name for name in ("pixel", "patch", "temporal") if uda[f"{name}_contrast"]["weight"] > 0]
+    return "self-training (DAFormer)" + (f" + {', '.join(terms)} contrast (PiPa++)" if terms else "")
+
+
 def check_source_index(cfg: Mapping[str, Any], *, checkpoint: str | os.PathLike) -> None:
     source = cfg["data"]["source"]["index"]
     if not source or not Path(source).is_dir():
@@ -100,7 +106,7 @@ def adapt(*, checkpoint: str | os.PathLike, footage: str | os.PathLike, work_dir
     check_source_index(cfg, checkpoint=checkpoint)
     setup_console_logging(is_main=True)
     get_logger().info(
-        f"adapt: {cfg['class_set']} model from {checkpoint} to {index_dir} by {cfg['uda']['method']} for "
+        f"adapt: {cfg['class_set']} model from {checkpoint} to {index_dir} by {method_name(cfg['uda'])} for "
         f"{cfg['schedule']['iters']} iterations (warm-up {cfg['schedule']['warmup_iters']}, EMA "
         f"{cfg['uda']['ema_alpha']:.3g}); source {cfg['data']['source']['index']}; no validation split: "
         f"the last iteration is kept")
