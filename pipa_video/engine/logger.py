@@ -206,7 +206,7 @@ def plot_training_curves(csv_path: str | os.PathLike, png_path: str | os.PathLik
         if title == "loss" and (log[columns].stack() > 0).all() and _spans_decades(log[columns]):
             ax.set_yscale("log")
         ax.set_ylabel(title)
-        ax.legend(fontsize=7, loc="upper right", ncol=2 if len(columns) > 4 else 1)
+        ax.legend(fontsize=7, loc="best", ncol=2 if len(columns) > 4 else 1)
     axes[-1, 0].set_xlabel("iteration")
     axes[0, 0].set_title(f"training curves ({csv_path.name})", fontsize=9)
     with atomic_path(png_path) as tmp:

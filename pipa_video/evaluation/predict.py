@@ -118,7 +118,6 @@ class _Run:
     class_set: ClassSet
     stage: Path
     tc: TemporalConsistency
-    legend: np.ndarray
     save_frames: bool
     fps: float | None
     progress: object
@@ -132,12 +131,13 @@ def _save_frame(run: _Run, name: str, number: int, pred: np.ndarray) -> None:
 
 def predict_sequence(run: _Run, seq: InputSequence) -> dict:
     """Predict every frame of ``seq`` into the run's stage folder; returns its summary entry."""
-    writer, size, count = None, None, 0
+    writer, size, legend, count = None, None, None, 0
     overlay_file = f"overlay/{seq.name}.{'png' if seq.kind is Kind.PHOTO else 'mp4'}"
     for batch in _batches(seq.frames(), PREDICT_BATCH):
         numbers, frames = [b[0] for b in batch], [b[1] for b in batch]
         for number, frame in zip(numbers, frames):
-            size = size or frame.shape[:2]
+            if size is None:
+                size, legend = frame.shape[:2], legend_panel(run.class_set, height=frame.shape[0])
             if frame.shape[:2] != size:
                 raise DatasetError(f"{seq.source}: frame {number} is {frame.shape[1]}x{frame.shape[0]}, the first is "
                                    f"{size[1]}x{size[0]}; the frames of one sequence share a size")
@@ -146,9 +146,9 @@ def predict_sequence(run: _Run, seq: InputSequence) -> dict:
                 _save_frame(run, seq.name, number, pred)
             shown = overlay(frame, colorize(pred, run.class_set))
             if seq.kind is Kind.PHOTO:
-                write_overlay_png(run.stage / overlay_file, shown, run.legend)
+                write_overlay_png(run.stage / overlay_file, shown, legend)
             else:
-                shown = with_legend(shown, run.legend)
+                shown = with_legend(shown, legend)
                 if writer is None:
                     writer = OverlayVideoWriter(run.stage / overlay_file, fps=run.fps or seq.fps or DEFAULT_FPS,
                                                 size_wh=(shown.shape[1], shown.shape[0]))
@@ -178,7 +178,7 @@ def predict(cfg: Mapping, *, checkpoint: str, input_path: str | os.PathLike, out
     tc = TemporalConsistency(num_classes=cs.num_classes, size_wh=settings.tc_resize_wh)
     with staged_outputs(out_dir, last=SUMMARY) as stage, \
             tqdm(total=sum(s.num_frames for s in sequences), desc="predict", disable=not progress) as bar:
-        run = _Run(predictor, cs, stage, tc, legend_panel(cs, height=0), frames, fps, bar)
+        run = _Run(predictor, cs, stage, tc, frames, fps, bar)
         entries = [predict_sequence(run, seq) for seq in sequences]
         summary = _summary(cfg, checkpoint=checkpoint, ckpt=ckpt, input_path=input_path, entries=entries, tc=tc,
                            settings=settings)

@@ -246,7 +246,12 @@ def legend_panel(class_set: ClassSet, *, height: int) -> np.ndarray:
 
 
 def with_legend(frame_rgb: np.ndarray, legend: np.ndarray) -> np.ndarray:
-    """The frame with the legend panel on its right (the shorter of the two padded with black)."""
+    """The frame with the legend panel on its right; a frame shorter than the legend is scaled up to
+    its height (small frames stay readable), a taller one gets the legend padded with black."""
+    if frame_rgb.shape[0] < legend.shape[0]:
+        scale = legend.shape[0] / frame_rgb.shape[0]
+        frame_rgb = cv2.resize(frame_rgb, (round(frame_rgb.shape[1] * scale), legend.shape[0]),
+                               interpolation=cv2.INTER_LINEAR)
     height = max(frame_rgb.shape[0], legend.shape[0])
     pad = lambda img: np.pad(img, ((0, height - img.shape[0]), (0, 0), (0, 0)))  # noqa: E731
     return np.concatenate([pad(frame_rgb), pad(legend)], axis=1)
