@@ -3,8 +3,9 @@
     pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT]]
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
-    pipa-video predict --config CONFIG --checkpoint CKPT --input VIDEO_OR_FOLDER --out DIR
+    pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
+    pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR]
     pipa-video demo [--work-dir DIR] [--iters N]
 """
 from __future__ import annotations
@@ -63,7 +64,7 @@ def cmd_tc_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipa_video.evaluation.runner import predict
+    from pipa_video.evaluation.predict import predict
 
     cfg = load_config(args.config, args.cfg_options)
     if args.format:  # benchmark-server files of a whole split, read through its index
@@ -75,8 +76,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         export_for_server(cfg, checkpoint=args.checkpoint, fmt=args.format, out_dir=args.out, index_dir=args.index)
         return 0
     if args.input is None:
-        raise ConfigError("predict needs --input VIDEO_OR_FOLDER, or --format to export a split for a benchmark server")
-    predict(cfg, checkpoint=args.checkpoint, input_path=args.input, out_dir=args.out)
+        raise ConfigError("predict needs --input FOOTAGE, or --format to export a split for a benchmark server")
+    predict(cfg, checkpoint=args.checkpoint, input_path=args.input, out_dir=args.out, frames=not args.no_frames,
+            root_images=args.root_images, fps=args.fps)
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from pipa_video.adapt import adapt
+
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / f"adapt_{Path(args.footage).stem}"
+    summary = adapt(checkpoint=args.checkpoint, footage=args.footage, work_dir=work_dir, iters=args.iters,
+                    overrides=args.cfg_options)
+    print(f"done: {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> "
+          f"{summary['final_checkpoint']} (config {summary['config']}, footage index {summary['index']})")
     return 0
 
 
@@ -111,22 +124,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tc-report", help="temporal consistency report over every frame of a split's sequences")
     _add_config(p)
     p.add_argument("--checkpoint", help="run this model over the frames")
-    p.add_argument("--predictions", help="or read saved train-id PNGs <sequence>/<frame:06d>.png from here")
+    p.add_argument("--predictions", metavar="DIR",
+                   help="or read saved train-id PNGs DIR/<sequence>/<frame:06d>.png (predict's OUT/train_ids)")
     p.add_argument("--out")
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--max-sequences", type=int, default=None)
     p.set_defaults(func=cmd_tc_report)
 
-    p = sub.add_parser("predict", help="colour-coded predictions and an overlay video of a video or frame folder")
+    p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
+                                       "and temporal consistency of videos, frame folders or photos")
     _add_config(p, flag=True)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", help="a video file (.mp4/.avi/.mkv) or a folder of frames")
-    p.add_argument("--out", required=True)
+    p.add_argument("--input", help="a video, a photo, a folder of videos, frame folders "
+                   "(<folder>/<sequence>/<frames>) and photos, or an index written by prepare_video.py")
+    p.add_argument("--out", required=True, help="output folder; filled only when the run completes")
+    p.add_argument("--no-frames", action="store_true", help="skip the per-frame colour and train-id PNGs")
+    p.add_argument("--root-images", choices=("photos", "frames"), default="photos",
+                   help="image files directly in --input: separate photos or the frames of one video (default photos)")
+    p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
     p.add_argument("--format", choices=("cityscapes", "acdc", "dark_zurich"),
                    help="instead of --input: the files and zip archive this benchmark server accepts, for every "
                         "frame of --index (default data.test.index); see pipa_video/evaluation/export.py")
     p.add_argument("--index", help="with --format: the index directory of the split to export (e.g. its test split)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
+    p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
+                   "set, model, source index and method")
+    p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
+                   "photos, or an index written by data_tools/prepare_video.py")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the checkpoint's "
+                   "schedule); warm-up and EMA rate scale with it")
+    p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="override keys of the adaptation config, e.g. data.source.index=DIR")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")
     p.add_argument("--work-dir", default="work_dirs/demo")

@@ -91,8 +91,14 @@ def _load_domain_index(cfg: Mapping, domain: Domain) -> FrameIndex:
 
 
 def check_index_class_set(index: FrameIndex, cfg: Mapping, *, key: str) -> None:
-    """The index's labels must name the same classes, in the same order, as ``cfg.class_set``."""
+    """The index's labels must name the same classes, in the same order, as ``cfg.class_set``.
+
+    An index without labels (footage: class set None, or an older one with no labelled frame) has
+    no classes to disagree with and serves any class set.
+    """
     wanted = get_class_set(cfg["class_set"])
+    if index.class_set is None or not index.frames["labelled"].any():
+        return
     if index.class_set.names != wanted.names:
         raise DatasetError(
             f"{key} = {str(index.index_dir)!r} was prepared for class set {index.class_set.name!r} "

@@ -138,9 +138,9 @@ class ClipDataset(torch.utils.data.Dataset):
         return self._videos
 
     def _read_image(self, row: int) -> np.ndarray:
-        path = self.index.image_path(row)
+        path, frame = self.index.frame_source(row)  # a video's extracted frame where prepare made one
         videos = self._video_reader() if io.is_video(path) else None
-        return io.read_frame(path, int(self.index.frames["frame"].iat[row]), videos)
+        return io.read_frame(path, frame, videos)
 
     def _read_label(self, row: int, image_shape: tuple[int, ...]) -> np.ndarray | None:
         path = self.index.label_path(row)

@@ -8,6 +8,10 @@ An index directory holds
 - ``meta.json``: the dataset ``layout``, the ``root`` the image paths are relative to, the
   ``class_set`` and the ``rider`` rule the labels were converted with, the ``split`` and the
   ``conditions`` present (empty for datasets without conditions);
+  unlabelled footage has ``class_set`` null and no pixel-count columns, so it serves any class set;
+  ``videos`` records, per video file (keyed by its ``image`` value), how its frames are read
+  (``reading``: ``random_access`` through decord, checked at prepare time, or ``extracted``: exact
+  PNG frames under ``frames_dir``, relative to the index directory), its frame count and frame rate;
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video
@@ -19,8 +23,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -33,6 +39,9 @@ BASE_COLUMNS = ("sequence", "frame", "image", "label", "labelled")
 CONDITION_COLUMN = "condition"
 # Written after BASE_COLUMNS, before the pixel counts, by the datasets that have them.
 OPTIONAL_COLUMNS = (CONDITION_COLUMN,)
+EXTRACTED = "extracted"  # meta.videos[...]["reading"]: frames decoded once, in order, to PNG files
+RANDOM_ACCESS = "random_access"  # decord random access, checked against a sequential decode
+FRAME_FILE = "{frame:06d}.png"  # an extracted frame under its video's frames_dir
 
 
 class DatasetError(ValueError):
@@ -43,16 +52,38 @@ class DatasetError(ValueError):
 class IndexMeta:
     layout: str
     root: str
-    class_set: str
+    class_set: str | None  # None: no labels, no pixel-count columns; any class set may read it
     rider: str = "person"
     split: str = "train"
     conditions: list[str] = field(default_factory=list)  # values of the condition column, sorted
+    videos: dict[str, dict] = field(default_factory=dict)  # per video file: reading, frames, fps
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file (0644 under the usual umask 022); mkstemp gives 0600."""
+    return 0o666 & ~_umask()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp path beside ``path`` with the same suffix (writers pick the format from it), given the
+    mode ``open()`` would give and renamed onto ``path`` when the block succeeds; removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -63,7 +94,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the mode open() would
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600; give the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,22 +103,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMeta) -> Path:
     """Validate and atomically write ``index.csv`` and ``meta.json`` under ``out_dir``."""
-    class_set = get_class_set(meta.class_set)
-    check_index_columns(frames, class_set, where=str(out_dir))
+    check_index_columns(frames, _class_set(meta.class_set), where=str(out_dir))
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / INDEX_FILE, frames.to_csv(index=False))
     atomic_write_text(out_dir / META_FILE, json.dumps(asdict(meta), indent=2))
     return out_dir / INDEX_FILE
 
 
-def check_index_columns(frames: pd.DataFrame, class_set: ClassSet, *, where: str) -> None:
+def _class_set(name: str | None) -> ClassSet | None:
+    return None if name is None else get_class_set(name)
+
+
+def check_index_columns(frames: pd.DataFrame, class_set: ClassSet | None, *, where: str) -> None:
+    """``BASE_COLUMNS``, the optional columns present, then the class set's pixel counts (none for a
+    class-set-free index)."""
     optional = [c for c in OPTIONAL_COLUMNS if c in frames.columns]
-    expected = list(BASE_COLUMNS) + optional + class_set.column_names()
+    expected = list(BASE_COLUMNS) + optional + (class_set.column_names() if class_set is not None else [])
     if list(frames.columns) != expected:
         missing = [c for c in expected if c not in frames.columns]
         extra = [c for c in frames.columns if c not in expected]
         raise DatasetError(
-            f"{where}: index columns do not match class set {class_set.name!r}: "
+            f"{where}: index columns do not match class set "
+            f"{class_set.name if class_set is not None else None!r}: "
             f"missing {missing}, unexpected {extra} (expected, in order: {expected})"
         )
 
@@ -101,11 +138,20 @@ class FrameIndex:
     index_dir: Path
 
     @property
-    def class_set(self) -> ClassSet:
-        return get_class_set(self.meta.class_set)
+    def class_set(self) -> ClassSet | None:
+        """The labels' class set; None for unlabelled footage, which any class set may read."""
+        return _class_set(self.meta.class_set)
 
     def image_path(self, row: int) -> Path:
         return Path(self.meta.root) / self.frames["image"].iat[row]
+
+    def frame_source(self, row: int) -> tuple[Path, int]:
+        """(file, frame number) to read row ``row`` from: the image, the video, or an extracted frame."""
+        image, frame = self.frames["image"].iat[row], int(self.frames["frame"].iat[row])
+        video = self.meta.videos.get(image)
+        if video is not None and video.get("reading") == EXTRACTED:
+            return self.index_dir / video["frames_dir"] / FRAME_FILE.format(frame=frame), frame
+        return Path(self.meta.root) / image, frame
 
     def label_path(self, row: int) -> Path | None:
         label = self.frames["label"].iat[row]
@@ -126,7 +172,7 @@ def load_index(index_dir: str | os.PathLike, *, root: str | os.PathLike | None =
         meta.root = str(root)
     frames = pd.read_csv(index_dir / INDEX_FILE, keep_default_na=False,
                          dtype={"sequence": str, "image": str, "label": str, CONDITION_COLUMN: str})
-    check_index_columns(frames, get_class_set(meta.class_set), where=str(index_dir / INDEX_FILE))
+    check_index_columns(frames, _class_set(meta.class_set), where=str(index_dir / INDEX_FILE))
     frames["labelled"] = frames["labelled"].astype(bool)
     frames = frames.sort_values(["sequence", "frame"], kind="stable").reset_index(drop=True)
     return FrameIndex(frames=frames, meta=meta, index_dir=index_dir)

@@ -10,7 +10,7 @@ from torch import nn
 
 from pipa_video.data.build import build_eval_dataset, build_train_loaders
 from pipa_video.engine.dist import DistInfo, init_distributed
-from pipa_video.engine.logger import setup_console_logging
+from pipa_video.engine.logger import get_logger, setup_console_logging
 from pipa_video.engine.seed import seed_everything
 from pipa_video.engine.trainer import build_trainer
 from pipa_video.uda.build import build_method
@@ -50,6 +50,12 @@ def init_from_checkpoint(method: SelfTrainingMethod, cfg: Mapping[str, Any]) -> 
     load_weights_strict(method.student.segmentor, ckpt["model"], path=path)
     if method.teacher is not None:
         method.teacher.update(method.student, iteration=0)  # alpha 0 at iteration 0: an exact copy
+    meta = ckpt.get("meta") or {}
+    get_logger().info(
+        f"load_from: loaded {len(ckpt['model'])} segmentor tensors from {path} (iteration {meta.get('iteration')}, "
+        f"class set {meta.get('class_set')}, selection: {meta.get('selection') or 'unknown'}) into the student"
+        + ("; the teacher starts as its copy" if method.teacher is not None else "")
+        + "; projection heads, optimiser and schedule start afresh")
 
 
 def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool | str = False) -> dict[str, Any]:

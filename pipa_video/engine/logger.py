@@ -1,4 +1,7 @@
-"""Training logs: a console line with ETA, a CSV of every logged scalar, TensorBoard when installed.
+"""Training logs: a console line with ETA, a CSV of every logged scalar, TensorBoard when installed,
+and ``train_curves.png`` beside the CSV: each loss term, the pseudo-label weight and the learning
+rates against the iteration, drawn from the CSV when training ends (and at most once a minute
+while it runs), never inside the training step.
 
 The CSV has one row per logged iteration (``iteration`` first, then every loss term, learning rate
 and timing). Its header comes from the first row; a key first seen later is added as a new column
@@ -11,17 +14,23 @@ import csv
 import datetime
 import io
 import logging
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pipa_video.data.index import atomic_write_text
+from pipa_video.data.index import atomic_path, atomic_write_text
 
 LOGGER_NAME = "pipa_video"
 TRAIN_CSV = "train_log.csv"
 EVAL_CSV = "eval_log.csv"
 TENSORBOARD_DIR = "tensorboard"
 ITERATION_COLUMN = "iteration"
+CURVES_PNG = "train_curves.png"
+CURVES_EVERY_S = 60.0  # redraw the curves while training at most this often (a redraw costs ~0.3 s)
+PSEUDO_WEIGHT_COLUMN = "pseudo_weight"
+LR_PREFIX = "lr/"
 
 
 def get_logger() -> logging.Logger:
@@ -114,6 +123,7 @@ class TrainLogger:
         self.train_csv = CsvLog(self.work_dir / TRAIN_CSV) if enabled else None
         self.eval_csv = CsvLog(self.work_dir / EVAL_CSV) if enabled else None
         self.tb_writer = None
+        self._last_plot = time.monotonic()
         if enabled and tensorboard:
             factory = writer_factory()
             if factory is None:
@@ -138,6 +148,8 @@ class TrainLogger:
         values = "  ".join(f"{k}: {_format_value(v)}" for k, v in scalars.items())
         self.console.info(f"iter {iteration}/{self.total_iters}  {values}  "
                           f"time/iter: {seconds_per_iter:.3f}s  eta: {format_duration(eta)}")
+        if time.monotonic() - self._last_plot >= CURVES_EVERY_S:
+            self.plot_curves()
 
     def log_eval(self, iteration: int, metrics: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -154,7 +166,16 @@ class TrainLogger:
             self.tb_writer.add_scalar(f"{prefix}/{key}", value, iteration)
         self.tb_writer.flush()
 
+    def plot_curves(self) -> Path | None:
+        """Redraw ``train_curves.png`` from the CSV; None when nothing is logged yet."""
+        if not self.enabled:
+            return None
+        self._last_plot = time.monotonic()
+        return plot_training_curves(self.work_dir / TRAIN_CSV, self.work_dir / CURVES_PNG)
+
     def close(self) -> None:
+        if self.enabled:
+            self.plot_curves()
         if self.tb_writer is not None:
             self.tb_writer.close()
             self.tb_writer = None
@@ -162,3 +183,56 @@ class TrainLogger:
 
 def _format_value(value: float) -> str:
     return f"{value:.3e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+
+
+def plot_training_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> Path | None:
+    """Panels against the iteration: every ``loss*`` column, the pseudo-label weight (share of confident
+    target pixels) and every ``lr/*`` group; returns ``png_path``, or None when the CSV has no rows."""
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file() or csv_path.stat().st_size == 0:
+        return None
+    log = pd.read_csv(csv_path)
+    if log.empty or ITERATION_COLUMN not in log:
+        return None
+    panels = curve_panels(log)
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.0, 2.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, (title, columns) in zip(axes[:, 0], panels):
+        for column in columns:
+            ax.plot(log[ITERATION_COLUMN], log[column], marker="." if len(log) < 30 else None, linewidth=1,
+                    label=column)
+        if title == "loss" and (log[columns].stack() > 0).all() and _spans_decades(log[columns]):
+            ax.set_yscale("log")
+        ax.set_ylabel(title)
+        ax.legend(fontsize=7, loc="best", ncol=2 if len(columns) > 4 else 1)
+    axes[-1, 0].set_xlabel("iteration")
+    axes[0, 0].set_title(f"training curves ({csv_path.name})", fontsize=9)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(png_path)
+
+
+def curve_panels(log) -> list[tuple[str, list[str]]]:
+    """(y label, columns) of each panel that has columns: losses, pseudo-label weight, learning rates."""
+    panels = [("loss", [c for c in log.columns if c.startswith("loss")]),
+              ("pseudo-label weight", [c for c in log.columns if c == PSEUDO_WEIGHT_COLUMN]),
+              ("learning rate", [c for c in log.columns if c.startswith(LR_PREFIX)])]
+    return [(title, columns) for title, columns in panels if columns]
+
+
+def _spans_decades(frame) -> bool:
+    values = frame.to_numpy().ravel()
+    values = values[values > 0]
+    return values.size > 0 and math.log10(values.max() / values.min()) > 2
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -7,27 +7,31 @@ without the conditions it was measured under.
 """
 from __future__ import annotations
 
+import fractions
 import json
 import math
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from pipa_video.data.classes import ClassSet
-from pipa_video.data.index import atomic_write_text
+from pipa_video.data.index import atomic_path, atomic_write_text, file_mode
 from pipa_video.data.io import write_png
 
 UNKNOWN = "unknown"
 OVERLAY_ALPHA = 0.5  # weight of the class colours in an overlay
-VIDEO_FOURCC = "mp4v"
-MAX_LEGEND_SEQUENCES = 12  # beyond this, the over-time plot draws sequences without a legend
+VIDEO_CODEC = "libx264"  # H.264 in mp4 plays in every browser; PyAV's wheels ship libx264
+VIDEO_PIX_FMT = "yuv420p"  # the chroma format browsers decode (needs even width and height)
+VIDEO_OPTIONS = {"crf": "23", "preset": "veryfast"}
+MAX_LEGEND_SEQUENCES = 12  # beyond this, the over-time plot shows the mean and spread over sequences
 
 
 @dataclass
@@ -98,20 +102,6 @@ def _json_safe(obj):
     return obj
 
 
-@contextmanager
-def _atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temp path with the same suffix (writers pick the format from it), renamed on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 # --- tables --------------------------------------------------------------------------------------
 def per_class_frame(results: dict) -> pd.DataFrame:
     """One row per class of a ``SegEvaluator.evaluate`` result."""
@@ -150,7 +140,7 @@ def _pyplot():
 
 def _save_figure(fig, path: str | os.PathLike) -> Path:
     plt = _pyplot()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
@@ -176,23 +166,45 @@ def plot_class_iou(frame: pd.DataFrame, path: str | os.PathLike, *, title: str,
     return _save_figure(fig, path)
 
 
+def time_from_start(pairs: pd.DataFrame, fps: Mapping[str, float | None]) -> tuple[pd.Series, str]:
+    """x of each pair: seconds since its sequence's first frame where every sequence's rate is known,
+    else frames since it (or the pair number where frame numbers are unknown)."""
+    if pairs["frame"].isna().any():
+        return pairs.groupby("sequence", sort=False).cumcount() + 1.0, "frame pair"
+    first = (pairs["frame"] - pairs["gap"].fillna(1)).groupby(pairs["sequence"], sort=False).transform("min")
+    since = pairs["frame"] - first  # a pair sits at its later frame; the earliest pair's earlier frame is 0
+    rates = pairs["sequence"].map(lambda name: fps.get(str(name)))
+    if rates.notna().all() and (rates > 0).all():
+        return since / rates, "time from the sequence's start (s)"
+    return since, "frames from the sequence's start"
+
+
 def plot_consistency_over_time(pairs: pd.DataFrame, path: str | os.PathLike, *, title: str,
+                               fps: Mapping[str, float | None] | None = None,
                                metrics: Sequence[str] = ("tc_miou", "agreement", "flicker")) -> Path:
-    """One panel per metric, one line per sequence, x = frame (or pair number)."""
+    """One panel per metric against time from each sequence's start (seconds where ``fps`` gives every
+    sequence's rate): one line per sequence with a legend up to ``MAX_LEGEND_SEQUENCES``, beyond that
+    the mean over sequences at each time with the 10-90% band."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(metrics), 1, figsize=(8.0, 2.4 * len(metrics)), sharex=True, squeeze=False)
+    x, xlabel = time_from_start(pairs, fps or {}) if len(pairs) else (pd.Series(dtype=float), "time")
     sequences = list(dict.fromkeys(pairs["sequence"])) if len(pairs) else []
     for ax, metric in zip(axes[:, 0], metrics):
-        for name in sequences:
-            rows = pairs[pairs["sequence"] == name]
-            x = rows["frame"] if rows["frame"].notna().all() else np.arange(1, len(rows) + 1)
-            ax.plot(x, rows[metric], marker=".", linewidth=1, label=str(name))
+        if len(sequences) <= MAX_LEGEND_SEQUENCES:
+            for name in sequences:
+                rows = pairs["sequence"] == name
+                ax.plot(x[rows], pairs.loc[rows, metric], marker=".", linewidth=1, label=str(name))
+        else:
+            grouped = pairs[metric].groupby(x.round(3))
+            ax.fill_between(grouped.quantile(0.1).index, grouped.quantile(0.1), grouped.quantile(0.9), alpha=0.3,
+                            label="10-90% of sequences")
+            ax.plot(grouped.mean().index, grouped.mean(), linewidth=1.5, label=f"mean of {len(sequences)} sequences")
         ax.set_ylabel(f"{metric} (%)")
         ax.set_ylim(0, 100)
-    axes[-1, 0].set_xlabel("frame")
+    axes[-1, 0].set_xlabel(xlabel)
     axes[0, 0].set_title(title, fontsize=9)
-    if 0 < len(sequences) <= MAX_LEGEND_SEQUENCES:
-        axes[0, 0].legend(fontsize=7, loc="lower left")
+    if sequences:
+        axes[0, 0].legend(fontsize=7, loc="lower left", ncol=2 if len(sequences) > 6 else 1)
     return _save_figure(fig, path)
 
 
@@ -214,37 +226,97 @@ def write_colour_png(path: str | os.PathLike, pred: np.ndarray, class_set: Class
     return Path(path)
 
 
+LEGEND_ROW = 16  # pixels per class in the legend panel
+
+
+def legend_panel(class_set: ClassSet, *, height: int) -> np.ndarray:
+    """RGB (max(height, rows), w, 3): a swatch and the name of every class, one row each."""
+    row = max(LEGEND_ROW, min(28, height // max(1, class_set.num_classes)))
+    scale = row / 40.0
+    names = class_set.names
+    text_w = max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for n in names)
+    panel = np.full((max(height, row * len(names) + 8), row + text_w + 16, 3), 255, np.uint8)
+    for i, (name, colour) in enumerate(zip(names, class_set.palette)):
+        top = 4 + i * row
+        cv2.rectangle(panel, (4, top + 2), (row, top + row - 2), tuple(int(c) for c in colour), -1)
+        cv2.rectangle(panel, (4, top + 2), (row, top + row - 2), (0, 0, 0), 1)
+        cv2.putText(panel, name, (row + 8, top + int(row * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return panel
+
+
+def with_legend(frame_rgb: np.ndarray, legend: np.ndarray) -> np.ndarray:
+    """The frame with the legend panel on its right; a frame shorter than the legend is scaled up to
+    its height (small frames stay readable), a taller one gets the legend padded with black."""
+    if frame_rgb.shape[0] < legend.shape[0]:
+        scale = legend.shape[0] / frame_rgb.shape[0]
+        frame_rgb = cv2.resize(frame_rgb, (round(frame_rgb.shape[1] * scale), legend.shape[0]),
+                               interpolation=cv2.INTER_LINEAR)
+    height = max(frame_rgb.shape[0], legend.shape[0])
+    pad = lambda img: np.pad(img, ((0, height - img.shape[0]), (0, 0), (0, 0)))  # noqa: E731
+    return np.concatenate([pad(frame_rgb), pad(legend)], axis=1)
+
+
+def write_overlay_png(path: str | os.PathLike, frame_rgb: np.ndarray, legend: np.ndarray | None = None) -> Path:
+    """An overlay picture (a photo's), with the legend when given."""
+    image = frame_rgb if legend is None else with_legend(frame_rgb, legend)
+    write_png(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return Path(path)
+
+
+def _even(n: int) -> int:
+    return n + n % 2
+
+
 class OverlayVideoWriter:
-    """An mp4 ('mp4v') written frame by frame to a temp file, renamed into place on ``close``."""
+    """An H.264 mp4 (browser-playable: yuv420p, moov atom first) encoded by PyAV frame by frame into a
+    temp file, renamed into place on ``close``. Frames are resized to ``size_wh``; odd sizes are
+    padded by one pixel, as yuv420p needs even ones."""
 
     def __init__(self, path: str | os.PathLike, *, fps: float, size_wh: tuple[int, int]) -> None:
+        import av
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size_wh = tuple(int(s) for s in size_wh)
         self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
         fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 10.0
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, self.size_wh)
-        if not self._writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot open a {VIDEO_FOURCC} video writer for {self.path} "
-                               f"(size {self.size_wh}, {fps} fps)")
+        self.fps = fractions.Fraction(fps).limit_denominator(1001)
+        try:
+            self._container = av.open(str(self._tmp), "w", format="mp4", options={"movflags": "+faststart"})
+            self._stream = self._container.add_stream(VIDEO_CODEC, rate=self.fps, options=dict(VIDEO_OPTIONS))
+        except (av.FFmpegError, ValueError) as err:
+            self._tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"PyAV cannot open an {VIDEO_CODEC} writer for {self.path}: {err}") from None
+        self._stream.width, self._stream.height = _even(self.size_wh[0]), _even(self.size_wh[1])
+        self._stream.pix_fmt = VIDEO_PIX_FMT
         self.frames = 0
 
     def write(self, frame_rgb: np.ndarray) -> None:
+        import av
+
         if (frame_rgb.shape[1], frame_rgb.shape[0]) != self.size_wh:
             frame_rgb = cv2.resize(frame_rgb, self.size_wh, interpolation=cv2.INTER_AREA)
-        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame_rgb, np.uint8), cv2.COLOR_RGB2BGR))
+        pad = ((0, self._stream.height - frame_rgb.shape[0]), (0, self._stream.width - frame_rgb.shape[1]), (0, 0))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.pad(frame_rgb, pad), np.uint8), format="rgb24")
+        self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
     def close(self) -> Path:
-        self._writer.release()
         if self.frames == 0:
-            self._tmp.unlink(missing_ok=True)
+            self.abort()
             raise RuntimeError(f"no frames were written to {self.path}")
+        self._container.mux(self._stream.encode())  # flush the encoder's delayed frames
+        self._container.close()
+        os.chmod(self._tmp, file_mode())
         os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        self._writer.release()
+        try:
+            self._container.close()
+        except Exception:  # an encoder that failed mid-frame may refuse to close cleanly; the file goes anyway
+            pass
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "OverlayVideoWriter":
@@ -255,6 +327,58 @@ class OverlayVideoWriter:
             self.close()
         else:
             self.abort()
+
+
+# --- outputs published whole -----------------------------------------------------------------------
+PARTIAL = ".partial-"  # <parent>/.<out name>.partial-<pid>-<random>: a run's outputs before publishing
+
+
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Partial output folders of runs whose process is gone (killed before publishing)."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}{PARTIAL}*"):
+        pid = stale.name[len(f".{out_dir.name}{PARTIAL}"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def staged_outputs(out_dir: str | os.PathLike, *, last: str | None = None) -> Iterator[Path]:
+    """A fresh folder beside ``out_dir`` to write a run's outputs into. When the block succeeds each
+    entry is moved into ``out_dir`` (``last``, e.g. the summary, at the end), replacing an entry of the
+    same name and leaving other files alone; when it fails the folder is removed and ``out_dir`` is
+    untouched, so a failed run leaves nothing half-written."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out_dir)
+    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}{PARTIAL}{os.getpid()}-"))
+    try:
+        yield stage
+        out_dir.mkdir(exist_ok=True)
+        entries = sorted(stage.iterdir(), key=lambda e: e.name == last)
+        for entry in entries:
+            _replace_entry(entry, out_dir / entry.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _replace_entry(new: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
 
 
 # --- whole reports -------------------------------------------------------------------------------
@@ -326,7 +450,7 @@ def tc_report_text(tc_results: dict, context: ReportContext) -> str:
 
 
 def write_tc_report(out_dir: str | os.PathLike, tc_results: dict, context: ReportContext, *,
-                    plot: bool = True) -> dict[str, Path]:
+                    plot: bool = True, fps: Mapping[str, float | None] | None = None) -> dict[str, Path]:
     """tc_sequences.csv, tc_pairs.csv, tc_report.md, tc_summary.json and tc_over_time.png."""
     out_dir = Path(out_dir)
     sequences, pairs = tc_frames(tc_results)
@@ -338,7 +462,7 @@ def write_tc_report(out_dir: str | os.PathLike, tc_results: dict, context: Repor
                                    resolution=tc_results["resolution"], overall=tc_results["overall"],
                                    per_sequence=tc_results["per_sequence"]))
     if plot:
-        plot_consistency_over_time(pairs, paths["plot"], title=f"{context.class_set}, {context.split}: "
+        plot_consistency_over_time(pairs, paths["plot"], fps=fps, title=f"{context.class_set}, {context.split}: "
                                    f"temporal consistency per sequence")
     else:
         paths.pop("plot")

@@ -1,4 +1,4 @@
-"""What the ``pipa-video eval | tc-report | predict`` commands run.
+"""What the ``pipa-video eval | tc-report`` commands run (``predict``: ``evaluation.predict``).
 
 The config is translated in one place (``build_eval_settings``); the model is built and loaded from
 a checkpoint in one place (``load_model``) and wrapped in a ``Predictor`` (resize, normalise,
@@ -9,7 +9,6 @@ tests and the engine's periodic evaluation can inject a model or a dataset.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -24,23 +23,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from pipa_video.config import size_wh
 from pipa_video.data.classes import ClassSet, Rider, get_class_set
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
-from pipa_video.data.io import (VideoFrameReader, is_video, open_video, read_frame, read_rgb,
-                                read_train_ids, write_png)
-from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from pipa_video.data.io import VideoFrameReader, read_frame, read_train_ids
 from pipa_video.evaluation.inference import InferenceMode, ModelFn, predict_labels
 from pipa_video.data.build import check_index_class_set, worker_init
 from pipa_video.evaluation.conditions import ConditionScorer, key_conditions, report_conditions
 from pipa_video.evaluation.metrics import Protocol, SegEvaluator
-from pipa_video.evaluation.report import (OverlayVideoWriter, ReportContext, checkpoint_selection,
-                                          colorize, format_table, overlay, per_class_frame,
-                                          write_colour_png, write_eval_report, write_json, write_tc_report)
+from pipa_video.evaluation.report import (ReportContext, checkpoint_selection, format_table, per_class_frame,
+                                          write_eval_report, write_tc_report)
 from pipa_video.evaluation.temporal import TemporalConsistency
 from pipa_video.models.checkpoint import CheckpointError, load_state_dict_strict  # CheckpointError: re-exported
 
 DATASET_SECTIONS = ("source", "target", "val", "test")
 CHECKPOINT_KEYS = ("model", "config", "meta")
 TC_PROTOCOL = "temporal consistency (DIS optical flow, preset medium, forward-backward check)"
-PREDICT_BATCH = 4  # frames decoded and predicted together by ``predict``
 PREDICTION_NAME = "{frame:06d}.png"  # <predictions_dir>/<sequence>/<frame:06d>.png, train ids
 
 # model_builder(cfg, num_classes) -> a segmentor with .inference(img) -> logits.
@@ -341,11 +336,22 @@ def _sequence_rows(index: FrameIndex, max_sequences: int | None) -> Iterator[tup
         yield name, sorted(groups[name], key=lambda row: frames["frame"].iat[row])
 
 
+LAYOUT_FPS = {"cityscapes_seq": 17.0, "cityscapes": 17.0}  # Cordts et al. 2016: 17 Hz video
+
+
+def sequence_rates(index: FrameIndex) -> dict[str, float | None]:
+    """Frames per second of each sequence: a footage video's measured rate, a layout's published one."""
+    rates = {str(r["sequence"]): r.get("fps") for r in index.meta.videos.values()}
+    default = LAYOUT_FPS.get(index.meta.layout)
+    return {str(name): rates.get(str(name), default) for name in dict.fromkeys(index.frames["sequence"])}
+
+
 def saved_prediction(predictions_dir: str | os.PathLike, sequence: str, frame: int) -> np.ndarray:
     path = Path(predictions_dir) / str(sequence) / PREDICTION_NAME.format(frame=int(frame))
     if not path.is_file():
-        raise DatasetError(f"prediction {path} not found: --predictions-dir must hold a train-id PNG "
-                           f"<sequence>/<frame:06d>.png for every frame of the split")
+        raise DatasetError(f"prediction {path} not found: --predictions must hold a train-id PNG "
+                           f"<sequence>/<frame:06d>.png for every frame of the split (predict writes them "
+                           f"to OUT/train_ids/)")
     return read_train_ids(path)
 
 
@@ -363,12 +369,14 @@ def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | Non
               model_builder: ModelBuilder | None = None, progress: bool = True) -> dict:
     """``pipa-video tc-report``: temporal consistency over every frame of each sequence of a split.
 
-    Predictions come from ``checkpoint`` (run here) or from ``predictions_dir`` (saved train-id PNGs).
+    Predictions come from ``checkpoint`` (run here) or from ``predictions_dir`` (``--predictions``: saved
+    train-id PNGs, e.g. ``predict``'s ``OUT/train_ids``). ``tc_over_time.png`` plots seconds from each
+    sequence's start where the rate is known (footage: measured at prepare time; Cityscapes: 17 fps).
     """
     from tqdm import tqdm
 
     if (checkpoint is None) == (predictions_dir is None):
-        raise ValueError("tc-report needs exactly one of --checkpoint (run the model) or --predictions-dir "
+        raise ValueError("tc-report needs exactly one of --checkpoint (run the model) or --predictions DIR "
                          "(read saved <sequence>/<frame:06d>.png train-id predictions)")
     settings = build_eval_settings(cfg)
     index = split_index(cfg, split)
@@ -384,8 +392,8 @@ def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | Non
     bar = tqdm(total=sum(len(rows) for _, rows in sequences), desc="tc-report", disable=not progress)
     for name, rows in sequences:
         for row in rows:
-            frame_id = int(index.frames["frame"].iat[row])
-            frame = read_frame(index.image_path(row), frame_id, videos)
+            path, frame_id = index.frame_source(row)
+            frame = read_frame(path, frame_id, videos)
             if predictor is not None:
                 pred = predictor.predict_frames([frame])[0]
             else:
@@ -403,98 +411,9 @@ def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | Non
                      f"(gaps {sorted(set(gaps))[:5]}); see the gap column of {Path(out_dir) / 'tc_pairs.csv'}")
     context = _context(settings=settings, protocol=TC_PROTOCOL, split=split, index=index, checkpoint=checkpoint,
                        meta=meta, extra_notes=notes, resolution=tc_resolution(results["resolution"]))
-    files = write_tc_report(out_dir, results, context)
+    files = write_tc_report(out_dir, results, context, fps=sequence_rates(index))
     o = results["overall"]
     print("\n".join(context.lines()))
     print(f"TC mIoU {o['tc_miou']:.2f}  agreement {o['agreement']:.2f}  flicker {o['flicker']:.2f}  "
           f"({o['sequences']} sequences, {o['pairs']} frame pairs)")
     return dict(results, context=asdict(context), files={k: str(v) for k, v in files.items()})
-
-
-# --- prediction on a video or a frame folder -----------------------------------------------------
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-def folder_frames(folder: Path) -> list[Path]:
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
-    if not files:
-        raise DatasetError(f"frame folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
-
-
-FrameBatches = Iterator[list[np.ndarray]]
-
-
-def stream_frames(input_path: str | os.PathLike, *,
-                  batch: int = PREDICT_BATCH) -> tuple[int, float | None, FrameBatches]:
-    """(number of frames, fps or None, iterator over small batches of RGB frames) of a video or folder."""
-    input_path = Path(input_path)
-    if input_path.is_dir():
-        files = folder_frames(input_path)
-        batches = ([read_rgb(p) for p in files[i:i + batch]] for i in range(0, len(files), batch))
-        return len(files), None, batches
-    if is_video(input_path):
-        reader = open_video(input_path)  # DatasetError for a missing, unreadable or empty video
-        n = len(reader)
-        batches = (list(reader.get_batch(list(range(i, min(i + batch, n)))).asnumpy()) for i in range(0, n, batch))
-        return n, float(reader.get_avg_fps()), batches
-    raise DatasetError(f"input {input_path} is neither a folder of frames nor a video file "
-                       f"(expected a directory or a file ending in {', '.join(VIDEO_EXTENSIONS)})")
-
-
-def _check_frame_size(frames: Sequence[np.ndarray], size_wh: tuple[int, int], *, input_path, first: int) -> None:
-    for i, frame in enumerate(frames):
-        if (frame.shape[1], frame.shape[0]) != size_wh:
-            raise DatasetError(f"{input_path}: frame {first + i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
-                               f"{size_wh[0]}x{size_wh[1]}; the frames of one video must share a size")
-
-
-def predict(cfg: Mapping, *, checkpoint: str, input_path: str | os.PathLike, out_dir: str | os.PathLike,
-            model_builder: ModelBuilder | None = None, fps: float | None = None, progress: bool = True) -> dict:
-    """``pipa-video predict``: colour PNGs, train-id PNGs, an overlay mp4 and a temporal-consistency JSON.
-
-    Frames are decoded and predicted a few at a time; the video is never held in memory.
-    Outputs: ``colour/<frame:06d>.png``, ``train_ids/<name>/<frame:06d>.png`` (readable by
-    ``tc-report --predictions-dir``), ``overlay.mp4`` and ``temporal_consistency.json``.
-    """
-    from tqdm import tqdm
-
-    settings = build_eval_settings(cfg)
-    ckpt = load_checkpoint(checkpoint)
-    predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
-                                     settings=settings)
-    num_frames, video_fps, batches = stream_frames(input_path)
-    out_dir, name, cs = Path(out_dir), Path(input_path).stem, settings.class_set
-    tc = TemporalConsistency(num_classes=cs.num_classes, size_wh=settings.tc_resize_wh)
-    writer = None
-    frame_id = 0
-    try:
-        with tqdm(total=num_frames, desc="predict", disable=not progress) as bar:
-            for frames in batches:
-                if writer is None:
-                    writer = OverlayVideoWriter(out_dir / "overlay.mp4", fps=fps or video_fps or 10.0,
-                                                size_wh=(frames[0].shape[1], frames[0].shape[0]))
-                _check_frame_size(frames, writer.size_wh, input_path=input_path, first=frame_id)
-                for frame, pred in zip(frames, predictor.predict_frames(frames)):
-                    write_colour_png(out_dir / "colour" / PREDICTION_NAME.format(frame=frame_id), pred, cs)
-                    write_png(out_dir / "train_ids" / name / PREDICTION_NAME.format(frame=frame_id), pred)
-                    writer.write(overlay(frame, colorize(pred, cs)))
-                    tc.process(frame, pred, sequence=name, frame=frame_id)
-                    frame_id += 1
-                    bar.update()
-        video = writer.close()  # at least one frame: empty inputs fail in stream_frames
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    results = tc.evaluate()
-    summary = dict(input=str(input_path), checkpoint=str(checkpoint), selection=checkpoint_selection(ckpt["meta"]),
-                   class_set=cs.name, frames=frame_id, inference=settings.inference_summary(),
-                   temporal_consistency=results["overall"],
-                   temporal_consistency_resolution=tc_resolution(results["resolution"]))
-    summary_path = write_json(out_dir / "temporal_consistency.json", summary)
-    print(f"{frame_id} frames -> {out_dir}; TC mIoU {results['overall']['tc_miou']:.2f}, "
-          f"flicker {results['overall']['flicker']:.2f}")
-    return dict(summary, files=dict(colour=str(out_dir / "colour"), train_ids=str(out_dir / "train_ids" / name),
-                                    video=str(video), json=str(summary_path)))

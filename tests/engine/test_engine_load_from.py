@@ -26,12 +26,15 @@ def _save(tmp_path, cfg, seed=3):
     return trained, path
 
 
-def test_student_and_teacher_start_from_the_checkpoint(tmp_path):
+def test_student_and_teacher_start_from_the_checkpoint(tmp_path, caplog):
     trained, path = _save(tmp_path, _cfg("source_only"))
     cfg = _cfg("self_training", load_from=str(path))
     torch.manual_seed(0)
     method = build_method(cfg)
-    init_from_checkpoint(method, cfg)
+    with caplog.at_level("INFO", logger="pipa_video"):
+        init_from_checkpoint(method, cfg)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("load_from:")]
+    assert len(logged) == 1 and str(path) in logged[0] and "iteration 7, class set viper15" in logged[0]
     expected = trained.student.segmentor.state_dict()
     for name, value in method.student.segmentor.state_dict().items():
         assert torch.equal(value, expected[name]), name

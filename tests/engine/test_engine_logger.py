@@ -75,3 +75,40 @@ def test_disabled_logger_writes_nothing(tmp_path):
     logger.log_train(1, {"loss_src": 1.0}, seconds_per_iter=0.1)
     logger.log_eval(1, {"mIoU": 1.0})
     assert not (tmp_path / "rank1").exists()
+
+
+def test_training_curves_are_drawn_beside_the_csv_when_training_ends(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from pipa_video.engine import logger as logger_module
+
+    drawn = []
+    real = logger_module.plot_training_curves
+    monkeypatch.setattr(logger_module, "plot_training_curves", lambda *a: drawn.append(a) or real(*a))
+    log = TrainLogger(tmp_path, total_iters=30, tensorboard=False)
+    for it in (10, 20, 30):
+        log.log_train(it, {"loss_src": 1.0 / it, "loss_mix": 0.5, "pseudo_weight": it / 40, "lr/head": 6e-4,
+                           "lr/backbone": 6e-5}, seconds_per_iter=0.1)
+    assert drawn == []  # within CURVES_EVERY_S of the start: not redrawn at every log line
+    old = os.umask(0o022)
+    try:
+        log.close()
+    finally:
+        os.umask(old)
+    png = tmp_path / "train_curves.png"
+    assert len(drawn) == 1 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE(png.stat().st_mode) == 0o644
+    assert logger_module.plot_training_curves(tmp_path / "missing.csv", tmp_path / "x.png") is None
+
+
+def test_training_curves_have_a_panel_per_kind(tmp_path):
+    import pandas as pd
+
+    from pipa_video.engine.logger import curve_panels
+
+    log = pd.DataFrame([{"iteration": 10, "loss_src": 1.0, "loss_mix": 0.4, "pseudo_weight": 0.3, "lr/head": 1e-3,
+                         "lr/backbone": 1e-4, "time_per_iter": 0.2}])
+    assert curve_panels(log) == [("loss", ["loss_src", "loss_mix"]), ("pseudo-label weight", ["pseudo_weight"]),
+                                 ("learning rate", ["lr/head", "lr/backbone"])]
+    assert curve_panels(log.drop(columns=["pseudo_weight"]))[1][0] == "learning rate"  # source-only: no weight

@@ -112,3 +112,13 @@ def test_tc_report_files(tmp_path, context, rng):
     assert json.loads(paths["json"].read_text())["overall"]["pairs"] == 6
     assert paths["plot"].stat().st_size > 1000
     assert no_temp_files(tmp_path)
+
+
+def test_over_time_plot_measures_seconds_from_each_sequence_start():
+    from pipa_video.evaluation.report import time_from_start
+
+    pairs = pd.DataFrame(dict(sequence=["a", "a", "b", "b"], frame=[101, 102, 7, 9], gap=[1, 1, 2, 2]))
+    x, label = time_from_start(pairs, {"a": 10.0, "b": 2.0})
+    assert x.tolist() == [0.1, 0.2, 1.0, 2.0] and label == "time from the sequence's start (s)"
+    x, label = time_from_start(pairs, {"a": 10.0})  # b's rate unknown: frames for every sequence
+    assert x.tolist() == [1, 2, 2, 4] and label == "frames from the sequence's start"

@@ -1,21 +1,20 @@
-"""eval / tc-report / predict end to end on a tiny index with a stand-in segmentor, and their errors."""
+"""eval / tc-report end to end on a tiny index with a stand-in segmentor, and their errors."""
 import json
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from eval_fixtures import (CLASS_SET, FRAME_HW, IndexClips, PaletteSegmentor, label_map, make_cfg, make_index,
-                           paint, palette_builder, save_checkpoint)
+                           palette_builder, save_checkpoint)
 
 from pipa_video.config import ConfigError, validate
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.index import DatasetError
-from pipa_video.data.io import read_train_ids, write_png
+from pipa_video.data.io import write_png
 from pipa_video.evaluation.metrics import SegEvaluator
 from pipa_video.evaluation.runner import (CheckpointError, Predictor, build_eval_settings, evaluate,
-                                          evaluate_dataset, predict, tc_report)
+                                          evaluate_dataset, tc_report)
 
 CS = get_class_set(CLASS_SET)
 PRESENT = 9  # label_map uses classes 0..8
@@ -193,55 +192,3 @@ def test_tc_report_argument_errors(tiny, tmp_path):
         tc_report(cfg, out_dir=tmp_path)
     with pytest.raises(DatasetError, match=r"seq_a/000000\.png not found"):
         tc_report(cfg, out_dir=tmp_path / "o", predictions_dir=str(tmp_path / "empty"), progress=False)
-
-
-def write_video(path, frames_rgb, fps=5):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames_rgb[0].shape[1],
-                                                                              frames_rgb[0].shape[0]))
-    for f in frames_rgb:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
-@pytest.mark.parametrize("source", ["video", "folder"])
-def test_predict_writes_pngs_video_and_summary(tiny, tmp_path, source):
-    import decord
-
-    cfg, ckpt, _ = tiny
-    cfg.evaluation.resize = (16, 12)  # (w, h) network input; predictions come back at frame size
-    frames = [paint(label_map(f)) for f in range(6)]
-    if source == "video":
-        input_path = tmp_path / "clip.mp4"
-        write_video(input_path, frames)
-    else:
-        input_path = tmp_path / "clip"
-        for i, f in enumerate(frames):
-            write_png(input_path / f"frame_{i}.png", f[..., ::-1])
-    out = predict(cfg, checkpoint=ckpt, input_path=input_path, out_dir=tmp_path / "out",
-                  model_builder=palette_builder(), progress=False)
-    assert out["frames"] == 6
-    colour = sorted((tmp_path / "out" / "colour").glob("*.png"))
-    assert [p.name for p in colour] == [f"{i:06d}.png" for i in range(6)]
-    assert cv2.imread(str(colour[0])).shape == (*FRAME_HW, 3)
-    ids = read_train_ids(tmp_path / "out" / "train_ids" / "clip" / "000003.png")
-    if source == "folder":  # lossless frames: most pixels right despite the 2x down-sampled input
-        assert (ids == label_map(3)).mean() > 0.8
-    assert len(decord.VideoReader(out["files"]["video"])) == 6
-    summary = json.loads((tmp_path / "out" / "temporal_consistency.json").read_text())
-    assert summary["temporal_consistency"]["pairs"] == 5 and summary["selection"] == "last iteration"
-
-
-def test_predict_input_errors(tiny, tmp_path):
-    cfg, ckpt, _ = tiny
-    kwargs = dict(checkpoint=ckpt, out_dir=tmp_path / "out", model_builder=palette_builder(), progress=False)
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"not a video at all")
-    with pytest.raises(DatasetError, match="cannot decode video .*broken.mp4"):
-        predict(cfg, input_path=broken, **kwargs)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="holds no images"):
-        predict(cfg, input_path=tmp_path / "empty", **kwargs)
-    with pytest.raises(DatasetError, match="neither a folder of frames nor a video"):
-        predict(cfg, input_path=tmp_path / "notes.txt", **kwargs)
-    with pytest.raises(DatasetError, match="not found"):
-        predict(cfg, input_path=tmp_path / "missing.mp4", **kwargs)

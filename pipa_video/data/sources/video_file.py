@@ -1,6 +1,8 @@
 """A user's own footage: ROOT is a video file or a folder of videos (.mp4, .avi, .mkv, .mov).
 
-One sequence per video, named by its file stem; ``image`` is the video's path (relative to the
+The building block of ``data.footage`` (``data_tools/prepare_video.py``), which also takes frame
+folders and photos and extracts the frames of videos whose random access is not exact; this layout
+refuses such videos. One sequence per video, named by its file stem; ``image`` is the video's path (relative to the
 folder holding it) and ``frame`` the decoded frame number (decord). No labels. ``frame_step=k``
 indexes frames 0, k, 2k, ...: clips use frame-number arithmetic, so their offsets must then be
 multiples of k (a clip dataset names the missing frame otherwise).
@@ -44,11 +46,17 @@ def sequence_names(videos: list[Path]) -> list[str]:
 
 
 def scan(root: Path, *, frame_step: int) -> pd.DataFrame:
+    from pipa_video.data.video_probe import probe_video  # data.io imports the layouts: import here
+
     data_root = resolve_root(root, frame_step=frame_step)
     videos = video_files(root)
     rows = []
     for video, name in zip(videos, sequence_names(videos)):
-        num_frames = len(data_io.open_video(video))  # DatasetError naming an unreadable/empty video
+        probe = probe_video(video)  # DatasetError naming an unreadable/empty video
+        if not probe.random_access_exact:
+            raise DatasetError(f"{video}: decord's random access returns wrong frames for this file; prepare "
+                               f"it with data_tools/prepare_video.py, which extracts its frames")
+        num_frames = probe.frames  # decodable frames only
         image = rel(video, data_root)
         rows += [dict(sequence=name, frame=f, image=image, raw_label="")
                  for f in range(0, num_frames, frame_step)]
