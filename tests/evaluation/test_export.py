@@ -192,4 +192,4 @@ def test_predict_format_command_exports_the_models_predictions(tmp_path, capsys)
     assert cli_main(argv[:-4] + ["--out", str(tmp_path / "o2")]) == 2  # no data.test.index in the config
     assert "data.test.index is not set" in capsys.readouterr().err
     assert cli_main(["predict", "--config", str(tmp_path / "cfg.py"), "--checkpoint", "x", "--out", "o"]) == 2
-    assert "predict needs --input VIDEO_OR_FOLDER, or --format" in capsys.readouterr().err
+    assert "predict needs --input FOOTAGE, or --format" in capsys.readouterr().err
