@@ -22,15 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipa_video.data.classes import ClassSet, get_class_set
+from pipa_video.errors import DatasetError  # noqa: F401  (re-exported: the data layer's error)
 
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
 LABEL_DIR = "labels"
 BASE_COLUMNS = ("sequence", "frame", "image", "label", "labelled")
-
-
-class DatasetError(ValueError):
-    """A dataset root, index or file is not what the layout expects; the message names it."""
 
 
 @dataclass
