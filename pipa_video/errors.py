@@ -28,11 +28,12 @@ usual modules re-export them (``pipa_video.config.ConfigError``, ``pipa_video.da
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import sys
 import traceback
 from enum import IntEnum
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class ExitCode(IntEnum):
@@ -92,7 +93,7 @@ class WriteError(PipaError, OSError):
 _MISSING_INPUT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 # Appended to the system's text for the I/O errors a user can fix.
 _OS_HINTS = {
-    errno.ENOSPC: "expected free space on that device; a training run continues with --resume",
+    errno.ENOSPC: "expected free space on that device; a file being replaced is left intact",
     errno.EROFS: "expected a writable location",
     errno.EACCES: "expected a location you may read or write",
     errno.EPERM: "expected a location you may read or write",
@@ -131,6 +132,22 @@ def find_os_error(err: BaseException) -> OSError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+@contextlib.contextmanager
+def writing(path: object) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` (also one under torch's writer) into ``WriteError``."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except Exception as err:  # noqa: BLE001  (only I/O errors are translated; the rest re-raised)
+        found = find_os_error(err)
+        if found is None:
+            raise
+        write_error = WriteError(os_error_text(found, path=path))
+        write_error.errno = found.errno
+        raise write_error from err
 
 
 def one_line(err: BaseException) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipa_video.data.classes import ClassSet, get_class_set
-from pipa_video.errors import DatasetError  # noqa: F401  (re-exported: the data layer's error)
+from pipa_video.errors import DatasetError, writing  # noqa: F401  (DatasetError: re-exported, the data layer's error)
 
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
@@ -48,16 +48,17 @@ def _umask() -> int:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the mode open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):  # disk full, read-only, permission: WriteError naming ``path``
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the mode open() would
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMeta) -> Path:

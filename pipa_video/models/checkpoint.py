@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 # The package's only checkpoint error (pipa_video.errors); engine.checkpoint and evaluation.runner
 # re-export it too, so one ``except CheckpointError`` catches them all.
-from pipa_video.errors import CheckpointError
+from pipa_video.errors import CheckpointError, writing
 
 logger = logging.getLogger(__name__)
 
@@ -365,21 +365,23 @@ def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file in the destination folder, fsync, rename over ``path``.
 
     The one checkpoint writer of the package (converted backbones, training checkpoints): a crash
-    leaves either the old file or the new one, never half of one.
+    leaves either the old file or the new one, never half of one. A failed write (disk full,
+    read-only, permission) raises ``WriteError`` naming ``path``; its temp file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
     return path
 

@@ -105,7 +105,7 @@ def test_non_finite_loss_stops_before_the_step_and_keeps_the_checkpoint(tmp_path
         seen[iteration] = {k: v.clone() for k, v in method.student.state_dict().items()}
 
     method.after_step = spy_after_step
-    with pytest.raises(NonFiniteLossError, match=r"iteration 3 \(rank 0\): loss_tgt=nan") as info:
+    with pytest.raises(NonFiniteLossError, match=r"loss_tgt: non-finite loss \(nan\) at iteration 3 on rank 0") as info:
         trainer.fit()
     assert "latest.pth" in str(info.value)
     latest = load_checkpoint(tmp_path / "latest.pth")
