@@ -4,7 +4,8 @@ An index directory holds
 - ``index.csv``: one row per frame, columns ``sequence, frame, image, label, labelled`` then one
   pixel-count column per class (``px_<class name>``, see ``ClassSet.column_names``);
 - ``meta.json``: the dataset ``layout``, the ``root`` the image paths are relative to, the
-  ``class_set`` and the ``rider`` rule the labels were converted with, and the ``split``;
+  ``class_set`` and the ``rider`` rule the labels were converted with, the ``split``, and the
+  ``gaps``: per sequence, the runs ``[first, last]`` of frame numbers missing inside it;
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video
@@ -13,10 +14,12 @@ index directory and empty for unlabelled frames. Training never re-scans a datas
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,9 +40,10 @@ class IndexMeta:
     class_set: str
     rider: str = "person"
     split: str = "train"
+    gaps: dict[str, list[list[int]]] = field(default_factory=dict)  # sequence -> missing [first, last] runs
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -54,11 +58,41 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the mode open() would
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the mode open() would
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make the directory ``new`` take ``target``'s place, then delete what was there.
+
+    Both must be on one file system. On Linux the two are exchanged in one step (``renameat2`` with
+    ``RENAME_EXCHANGE``), so ``target`` is never missing and an interrupted call leaves the old or
+    the new directory there, never neither; elsewhere the old one is renamed aside first.
+    """
+    new, target = Path(new), Path(target)
+    with writing(target):
+        if not target.exists():
+            os.rename(new, target)
+        elif _exchange(new, target):
+            shutil.rmtree(new)  # now the old directory
+        else:
+            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.rename(target, aside / target.name)
+            os.rename(new, target)
+            shutil.rmtree(aside)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where not supported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMeta) -> Path:
