@@ -1,12 +1,14 @@
 """`pipa-video` command line: parse arguments, then call the library.
 
-    pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT]]
+    pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT] | --overwrite]
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input VIDEO_OR_FOLDER --out DIR
     pipa-video demo [--work-dir DIR] [--iters N]
 
-Every command takes --debug (print the traceback of an error). A failure prints one line,
+Commands that read checkpoints take --allow-pickle (unpickle arbitrary objects: trusted files only;
+checkpoints are read with weights_only=True otherwise). Every command takes --debug (print the
+traceback of an error). A failure prints one line,
 `pipa-video <cmd>: error: <path or key>: <what was expected>`, and exits with the code of its kind:
   0 success                1 a bug (traceback printed; please report it)
   2 bad config or usage    3 bad or missing data (index, frame, video, input file)
@@ -84,6 +86,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_common(parser: argparse.ArgumentParser, *, checkpoints: bool) -> None:
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the traceback of an error, not only its one-line message")
+    if checkpoints:
+        parser.add_argument("--allow-pickle", action="store_true",
+                            help="read checkpoints holding arbitrary Python objects (unpickling can run code "
+                                 "from the file: only for files you trust)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipa-video", description="Domain adaptive video segmentation with PiPa++",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -136,15 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     return parser
-
-
-def _add_common(parser: argparse.ArgumentParser, *, checkpoints: bool) -> None:
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="print the traceback of an error, not only its one-line message")
-    if checkpoints:
-        parser.add_argument("--allow-pickle", action="store_true",
-                            help="read checkpoints holding arbitrary Python objects (unpickling can run code "
-                                 "from the file: only for files you trust)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,7 @@ def _check_mixing(cfg: dict) -> None:
         raise ConfigError(f"data.target_batch_size: expected data.source_batch_size={data['source_batch_size']} "
                           f"(ClassMix pairs source and target images), got {data['target_batch_size']}")
     source, target = data["source"]["crop_size"], data["target"]["crop_size"]
-    if (source is None) != (target is None) or (source is not None and tuple(source) != tuple(target)):
+    if source is not None and target is not None and tuple(source) != tuple(target):
         raise ConfigError(f"data.target.crop_size: expected data.source.crop_size={_tuple(source)} (ClassMix "
                           f"pastes source pixels onto target images of the same size), got {_tuple(target)}")
     uda = cfg["uda"]

@@ -51,7 +51,7 @@ BAD_VALUES = [
     ("data.source.crop_size=(0,64)", "data.source.crop_size", "[32, inf)"),
     ("data.source.crop_size=(64.5,64)", "data.source.crop_size", "int values"),
     ("data.source.crop_size=(96,96)", "data.target.crop_size", "data.source.crop_size=(96, 96)"),
-    ("data.target.crop_size=None", "data.target.crop_size", "data.source.crop_size=(128, 128)"),
+    ("data.target.crop_size=(128,96)", "data.target.crop_size", "data.source.crop_size=(128, 128)"),
     ("data.source.resize=(0,10)", "data.source.resize", "[1, inf)"),
     ("data.source.ratio_range=(2.0,0.5)", "data.source.ratio_range", "low <= high"),
     ("data.source.ratio_range=(0,1)", "data.source.ratio_range", "(0, inf)"),

@@ -330,8 +330,9 @@ class Trainer:
         """Load the method, optimiser and best metric; return the start iteration and this rank's RNG."""
         path = self.checkpoints.latest_path if resume is True else Path(resume)
         if resume is True and not path.exists():
-            raise CheckpointError(f"resume requested but {path} does not exist (no checkpoint in {self.work_dir}); "
-                                  "start without --resume or pass the checkpoint path")
+            raise CheckpointError(f"{path}: not found, so there is nothing to resume in {self.work_dir}; expected a "
+                                  "checkpoint: pass its path to --resume, or start afresh (--overwrite if the dir "
+                                  "holds a run's logs)")
         payload = load_checkpoint(path, require=TRAINING_KEYS)
         self._check_compatible(payload, path)
         self.method.load_checkpoint_state({k: v for k, v in payload.items() if k not in RESERVED_KEYS})

@@ -96,9 +96,11 @@ def claim(work_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> Work
         if previous and not resume:
             if not overwrite:
                 names = ", ".join(p.name for p in previous[:6]) + (", ..." if len(previous) > 6 else "")
+                resume_hint = ("--resume to continue it, " if (work_dir / "latest.pth").is_file()
+                               else "(it holds no checkpoint to --resume) ")
                 raise WorkDirError(f"{work_dir}: holds another run ({names}); expected an unused work dir: pass "
-                                   "--resume to continue it, --overwrite to delete it and start afresh, or "
-                                   "choose another --work-dir")
+                                   f"{resume_hint}--overwrite to delete it and start afresh, or choose another "
+                                   "--work-dir")
             for path in previous:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         remove_temp_files(work_dir)

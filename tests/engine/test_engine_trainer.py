@@ -159,7 +159,7 @@ def test_resume_keeps_the_best_found_before_the_crash(tmp_path):
 
 
 def test_resume_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint in"):
+    with pytest.raises(CheckpointError, match="latest.pth: not found, so there is nothing to resume in"):
         _trainer(ToyMethod(init_seed=0), tmp_path).fit(resume=True)
     _trainer(ToyMethod(init_seed=0), tmp_path).fit()
     with pytest.raises(CheckpointError, match="class set 'cityscapes19', the config asks for 'synthia16'"):
