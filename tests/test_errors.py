@@ -6,7 +6,7 @@ import pytest
 from torch.utils.data import DataLoader, Dataset
 
 from pipa_video.errors import (CheckpointError, ConfigError, DatasetError, ExitCode, NonFiniteError, WorkDirError,
-                               WriteError, exit_code, one_line, run_command, writing)
+                               WriteError, exit_code, run_command, writing)
 
 
 @pytest.mark.parametrize("err, code", [

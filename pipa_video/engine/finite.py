@@ -13,7 +13,7 @@ Two checks, both raising ``NonFiniteError`` on every rank with the same one-line
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -41,8 +41,11 @@ def _stop(message: str) -> None:
     raise NonFiniteError(messages[0] if messages else "non-finite value on another rank")
 
 
-def check_losses(losses: Mapping[str, Tensor], *, iteration: int, rank: int, where: str) -> None:
-    """Raise ``NonFiniteError`` naming the first NaN/inf term (in computation order) on any rank."""
+def check_losses(losses: Mapping[str, Tensor], *, iteration: int, rank: int, where: Callable[[], str]) -> None:
+    """Raise ``NonFiniteError`` naming the first NaN/inf term (in computation order) on any rank.
+
+    ``where()`` says where the run stands (the last checkpoint), called only on failure.
+    """
     values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
     finite = torch.isfinite(values)
     flag = (~finite).any().float().reshape(1)
@@ -51,7 +54,7 @@ def check_losses(losses: Mapping[str, Tensor], *, iteration: int, rank: int, whe
     bad = [(name, float(value)) for (name, value), ok in zip(losses.items(), finite.tolist()) if not ok]
     also = f" (also {', '.join(f'{n}={v}' for n, v in bad[1:])})" if len(bad) > 1 else ""
     _stop(f"{bad[0][0]}: non-finite loss ({bad[0][1]}) at iteration {iteration} on rank {rank}{also}; stopped "
-          f"before the optimizer step; {where}" if bad else "")
+          f"before the optimizer step; {where()}" if bad else "")
 
 
 def first_non_finite(state: Any) -> str | None:
@@ -67,7 +70,7 @@ def first_non_finite(state: Any) -> str | None:
     return named[int(bad[0])][0] if len(bad) else None
 
 
-def check_state(state: Any, *, iteration: int, rank: int, where: str, device: torch.device) -> None:
+def check_state(state: Any, *, iteration: int, rank: int, where: Callable[[], str], device: torch.device) -> None:
     """Raise ``NonFiniteError`` naming the first non-finite tensor of ``state`` on any rank.
 
     ``device`` is where the collective runs (the training device: gloo on CPU, NCCL on CUDA).
@@ -77,4 +80,4 @@ def check_state(state: Any, *, iteration: int, rank: int, where: str, device: to
     if dist_utils.all_reduce_sum(flag).item() == 0:
         return
     _stop(f"{name}: NaN or inf in the training state after iteration {iteration} on rank {rank}; stopped "
-          f"without writing a checkpoint of it; {where}" if name else "")
+          f"without writing a checkpoint of it; {where()}" if name else "")

@@ -254,7 +254,7 @@ class Trainer:
                 raise TypeError(f"train_step returned {name}={value!r} at iteration {iteration}; "
                                 "expected a scalar tensor")
             checked[name] = value.detach().float().reshape(())
-        check_losses(checked, iteration=iteration, rank=self.dist.rank, where=self._last_good())
+        check_losses(checked, iteration=iteration, rank=self.dist.rank, where=self._last_good)
         return checked
 
     def _check_state(self, done: int) -> None:
@@ -262,13 +262,13 @@ class Trainer:
         names = {id(p): name for name, p in self.method.student.named_parameters()}
         moments = {names.get(id(p), str(i)): s for i, (p, s) in enumerate(self.optimizer.state.items())}
         state = {**self.method.checkpoint_state(), Key.OPTIMIZER.value: moments}
-        check_state(state, iteration=done, rank=self.dist.rank, where=self._last_good(), device=self.dist.device)
+        check_state(state, iteration=done, rank=self.dist.rank, where=self._last_good, device=self.dist.device)
 
     def _last_good(self) -> str:
         """Where the user's run stands after a stop: the newest checkpoint (all finite), or none."""
         latest = self.checkpoints.latest_path
         if latest.is_file():
-            return f"the last checkpoint, {latest}, is intact (every tensor finite): lower the learning rate and resume"
+            return f"the last checkpoint, {latest}, is intact (every tensor finite) to resume from once the cause is fixed"
         return f"no checkpoint was written to {self.work_dir}"
 
     # ------------------------------------------------------------------ checkpoints and evaluation
