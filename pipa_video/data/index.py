@@ -5,7 +5,8 @@ An index directory holds
   pixel-count column per class (``px_<class name>``, see ``ClassSet.column_names``);
 - ``meta.json``: the dataset ``layout``, the ``root`` the image paths are relative to, the
   ``class_set`` and the ``rider`` rule the labels were converted with, the ``split``, and the
-  ``gaps``: per sequence, the runs ``[first, last]`` of frame numbers missing inside it;
+  ``gaps``: per sequence, the runs ``[first, last]`` of frame numbers missing inside it (at the
+  sequence's frame spacing: a video indexed every 2nd frame has no gaps);
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video

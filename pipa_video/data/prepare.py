@@ -191,25 +191,30 @@ def summary_text(table: pd.DataFrame, class_set: ClassSet, *, total_pixels: int,
 
 def sequence_gaps(table: pd.DataFrame) -> dict[str, list[list[int]]]:
     """Per sequence with a hole, the runs ``[first, last]`` of frame numbers missing between its first
-    and last indexed frame (a missing file, a frame skipped for a size mismatch)."""
+    and last indexed frame (a missing file, a frame skipped for a size mismatch).
+
+    A sequence's spacing is the gcd of its frame steps, so a deliberately subsampled one (every 2nd
+    video frame, ``--frame-step 2``) has no gaps; a run then lists the missing frames at that spacing.
+    """
     gaps = {}
     for name, numbers in table.groupby("sequence", sort=True)["frame"]:
         present = np.unique(numbers.to_numpy(np.int64))
         steps = np.diff(present)
-        holes = np.flatnonzero(steps > 1)
+        spacing = int(np.gcd.reduce(steps)) if steps.size else 1
+        holes = np.flatnonzero(steps > spacing)
         if holes.size:
-            gaps[str(name)] = [[int(present[h] + 1), int(present[h + 1] - 1)] for h in holes]
+            gaps[str(name)] = [[int(present[h] + spacing), int(present[h + 1] - spacing)] for h in holes]
     return gaps
 
 
 def warn_gaps(gaps: dict[str, list[list[int]]]) -> None:
-    missing = sum(last - first + 1 for runs in gaps.values() for first, last in runs)
     if not gaps:
         return
+    missing = sum(1 for runs in gaps.values() for _ in runs)
     name, runs = next(iter(gaps.items()))
     first, last = runs[0]
     example = f"frame {first}" if first == last else f"frames {first}-{last}"
-    warnings.warn(f"{len(gaps)} sequence(s) lack {missing} frame(s) inside them (e.g. {name!r}: {example}); "
+    warnings.warn(f"{len(gaps)} sequence(s) lack frames inside them ({missing} gap(s), e.g. {name!r}: {example}); "
                   "recorded in meta.json 'gaps': training skips only the clips that need them",
                   DatasetWarning, stacklevel=3)
 

@@ -28,7 +28,8 @@ def _seq_tree(root: Path, *, missing: int | None = 10):
 
 def test_a_missing_frame_is_recorded_and_skips_only_the_clips_that_need_it(tmp_path, caplog):
     _seq_tree(tmp_path / "cs")
-    with pytest.warns(DatasetWarning, match=r"1 sequence\(s\) lack 1 frame\(s\).*'lindau_000000_000019': frame 10"):
+    with pytest.warns(DatasetWarning, match=r"1 sequence\(s\) lack frames inside them \(1 gap\(s\), e.g. "
+                                            r"'lindau_000000_000019': frame 10\)"):
         out = prepare("cityscapes_seq", tmp_path / "cs", tmp_path / "index", split="val", class_set="viper15",
                       quiet=True)
     assert json.loads((out / "meta.json").read_text())["gaps"] == {"lindau_000000_000019": [[10, 10]]}
@@ -49,6 +50,14 @@ def test_the_prepare_command_exits_0_on_a_gap_and_3_on_a_wrong_root(tmp_path, ca
     assert main([str(tmp_path / "nowhere"), *args], layout="cityscapes_seq") == ExitCode.DATA
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"prepare_cityscapes_seq.py: error: {tmp_path / 'nowhere'}")
+
+
+def test_gaps_are_runs_of_missing_frames_at_the_sequence_spacing():
+    import pandas as pd
+
+    table = pd.DataFrame({"sequence": ["a"] * 5 + ["b"] * 4 + ["c"],
+                          "frame": [0, 1, 4, 5, 9, 0, 2, 4, 8, 7]})
+    assert prepare_module.sequence_gaps(table) == {"a": [[2, 3], [6, 8]], "b": [[6, 6]]}  # b: every 2nd frame
 
 
 def _index_state(out: Path) -> dict:
