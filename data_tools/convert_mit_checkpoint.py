@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipa_video.errors import run_command
 from pipa_video.models.backbones import MIT_ARCHS, mit_state_shapes
 from pipa_video.models.checkpoint import (BACKBONE_PREFIX, CheckpointError, MiTLayout, check_state_dict,
                                           mit_checkpoint_filter_fn, read_state_dict, save_checkpoint_atomic,
@@ -75,15 +76,17 @@ def main(argv: list[str] | None = None) -> int:
                              "e.g. 'model.backbone.' for a DAFormer UDA checkpoint")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="unpickle arbitrary objects (mmengine training state); only for trusted files")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         out = convert_mit_checkpoint(args.src, args.dst, arch=args.arch, layout=args.layout,
                                      prefix=args.prefix, allow_pickle=args.allow_pickle)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {out} ({args.arch}, {args.layout} layout)")
-    return 0
+        print(f"wrote {out} ({args.arch}, {args.layout} layout)")
+        return 0
+
+    # One error line and the exit code of its kind (pipa_video.errors): 4 for a bad checkpoint, 6 for I/O.
+    return run_command(run, prog=Path(__file__).name, debug=args.debug)
 
 
 if __name__ == "__main__":

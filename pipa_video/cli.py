@@ -1,12 +1,22 @@
 """`pipa-video` command line: parse arguments, then call the library.
 
-    pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT]]
+    pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT] | --overwrite]
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
     pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR]
     pipa-video demo [--work-dir DIR] [--iters N]
+
+Commands that read checkpoints take --allow-pickle (unpickle arbitrary objects: trusted files only;
+checkpoints are read with weights_only=True otherwise). Every command takes --debug (print the
+traceback of an error). A failure prints one line,
+`pipa-video <cmd>: error: <path or key>: <what was expected>`, and exits with the code of its kind:
+  0 success                1 a bug (traceback printed; please report it)
+  2 bad config or usage    3 bad or missing data (index, frame, video, input file)
+  4 bad checkpoint         5 non-finite loss or weights stopped training
+  6 I/O (disk full, read-only, permission)                7 work dir locked or holding another run
+  130 interrupted
 """
 from __future__ import annotations
 
@@ -15,8 +25,8 @@ import sys
 from pathlib import Path
 
 from pipa_video.config import ConfigError, DictAction, load_config
-from pipa_video.data.index import DatasetError
-from pipa_video.engine.checkpoint import CheckpointError
+from pipa_video.errors import run_command
+from pipa_video.models.checkpoint import pickle_loading
 
 
 def _add_config(parser: argparse.ArgumentParser, *, flag: bool = False) -> None:
@@ -36,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipa_video.engine.build import train
 
     cfg = load_config(args.config, args.cfg_options)
-    summary = train(cfg, work_dir=_work_dir(args), resume=args.resume)
+    summary = train(cfg, work_dir=_work_dir(args), resume=args.resume, overwrite=args.overwrite)
     print(f"done: {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> {_work_dir(args)}")
     return 0
 
@@ -100,19 +110,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_common(parser: argparse.ArgumentParser, *, checkpoints: bool) -> None:
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the traceback of an error, not only its one-line message")
+    if checkpoints:
+        parser.add_argument("--allow-pickle", action="store_true",
+                            help="read checkpoints holding arbitrary Python objects (unpickling can run code "
+                                 "from the file: only for files you trust)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipa-video", description="Domain adaptive video segmentation with PiPa++",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a config")
+    _add_common(p, checkpoints=True)
     _add_config(p)
     p.add_argument("--work-dir", help="run directory (default work_dirs/<config name>)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-                   help="continue from WORK_DIR/latest.pth, or from CKPT")
+    fresh = p.add_mutually_exclusive_group()
+    fresh.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                       help="continue from WORK_DIR/latest.pth, or from CKPT")
+    fresh.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a work dir holding another run (deletes its checkpoints and logs)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint on an annotated split")
+    _add_common(p, checkpoints=True)
     _add_config(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", help="report directory (default: next to the checkpoint)")
@@ -122,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tc-report", help="temporal consistency report over every frame of a split's sequences")
+    _add_common(p, checkpoints=True)
     _add_config(p)
     p.add_argument("--checkpoint", help="run this model over the frames")
     p.add_argument("--predictions", metavar="DIR",
@@ -133,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
                                        "and temporal consistency of videos, frame folders or photos")
+    _add_common(p, checkpoints=True)
     _add_config(p, flag=True)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", help="a video, a photo, a folder of videos, frame folders "
@@ -149,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
+    _add_common(p, checkpoints=True)
     p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
                    "set, model, source index and method")
     p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
@@ -161,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")
+    _add_common(p, checkpoints=False)
     p.add_argument("--work-dir", default="work_dirs/demo")
     p.add_argument("--iters", type=int, default=None, help="training iterations per method (default: the demo configs')")
     p.add_argument("--seed", type=int, default=0)
@@ -169,12 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; see the module docstring for the exit codes."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as err:
-        print(f"pipa-video {args.command}: error: {err}", file=sys.stderr)
-        return 2
+
+    def run() -> int:
+        with pickle_loading(getattr(args, "allow_pickle", False)):
+            return args.func(args)
+
+    return run_command(run, prog=f"pipa-video {args.command}", debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

@@ -1,45 +1,85 @@
 """Config loading: mmengine's Python configs (``_base_`` inheritance, ``--cfg-options``), validated.
 
-Every key a config may hold is declared in ``SCHEMA`` with its type and default. ``load_config``
-merges the file onto the defaults, applies command-line overrides, and fails on the first unknown
-key or badly typed value, naming it (``data.source.crop_sise: unknown key; did you mean crop_size``).
-Builders read the validated config; objects below them take plain keyword arguments.
+Every key a config may hold is declared in ``SCHEMA`` with its type, default and, for numbers, the
+range it must lie in (``within="[0, 1)"``: brackets include the end, parentheses exclude it; for a
+tuple or list the range holds for every element). ``load_config`` merges the file onto the defaults,
+applies command-line overrides, and fails on the first unknown key, badly typed or out-of-range value,
+or broken relation between keys (``config_relations``), naming the key
+(``data.source.crop_sise: unknown key; did you mean crop_size``, ``uda.ema_alpha: expected a value
+in [0, 1), got -1``). Builders read the validated config; objects below them take plain keyword arguments.
 """
 from __future__ import annotations
 
+import argparse
+import ast
 import copy
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the CLI)
+from mmengine.config import Config
+
+from pipa_video.config_relations import MIN_INPUT_SIDE, check_relations
+from pipa_video.errors import ConfigError  # noqa: F401  (re-exported: the config's error)
 
 
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names the dotted key."""
+@dataclass(frozen=True)
+class Range:
+    """A closed, open or half-open interval, written as in mathematics: ``[0, 1)``, ``(0, inf)``."""
+
+    low: float
+    high: float
+    low_closed: bool
+    high_closed: bool
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Range":
+        match = re.fullmatch(r"([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])", text)
+        if not match:
+            raise ValueError(f"bad range {text!r}; write it like '[0, 1)'")
+        return cls(float(match[2]), float(match[3]), match[1] == "[", match[4] == "]", text)
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below  # NaN fails both
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A leaf of the schema: allowed types, default, optional choices, optional nullability."""
+    """A leaf of the schema: allowed types, default, choices, nullability, numeric range, element type/count."""
 
     types: tuple[type, ...]
     default: Any
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
+    within: Range | None = None  # every number (or every element of a tuple/list) lies in it
+    items: tuple[type, ...] | None = None  # element types of a tuple/list
+    length: int | None = None  # element count of a tuple/list
+
+
+def _numeric(types: tuple[type, ...]) -> tuple[type, ...]:
+    return types + (int,) if float in types and int not in types else types  # 1 is a fine float
 
 
 def opt(types: type | tuple[type, ...], default: Any = None, *, choices: Iterable[Any] | None = None,
-        nullable: bool | None = None) -> Spec:
-    types = types if isinstance(types, tuple) else (types,)
-    if float in types and int not in types:
-        types = types + (int,)  # 1 is a fine float
+        nullable: bool | None = None, within: str | None = None, items: type | None = None,
+        length: int | None = None) -> Spec:
+    types = _numeric(types if isinstance(types, tuple) else (types,))
     if tuple in types or list in types:
         types = tuple(set(types) | {tuple, list})
     return Spec(types, default, tuple(choices) if choices is not None else None,
-                default is None if nullable is None else nullable)
+                default is None if nullable is None else nullable, Range.parse(within) if within else None,
+                _numeric((items,)) if items is not None else None, length)
+
+
+def size_opt(*, default: Any = None, within: str = f"[{MIN_INPUT_SIDE}, inf)") -> Spec:
+    """Two positive ints (an image size), or None."""
+    return opt(tuple, default, nullable=default is None, items=int, length=2, within=within)
 
 
 def _dataset(**overrides: Spec) -> dict:
@@ -47,14 +87,16 @@ def _dataset(**overrides: Spec) -> dict:
     spec = dict(
         index=opt(str),  # index directory written by data_tools/prepare_*.py
         root=opt(str),  # overrides the data root recorded in the index's meta.json
-        offsets=opt(list, []),  # reference frames relative to the key frame, e.g. [-1]
+        # reference frames relative to the key frame, e.g. [-1]; distinct, never 0 (the key frame itself)
+        offsets=opt(list, [], items=int, within="(-inf, inf)"),
         keys=opt(str, "labelled", choices=("labelled", "all")),  # which frames can be key frames
         boundary=opt(str, "clamp", choices=("clamp", "skip")),  # reference frames past a sequence end
-        resize=opt(tuple, nullable=True),  # (w, h) every frame is resized to first, or None
-        ratio_range=opt(tuple, nullable=True),  # random rescale of that size, e.g. (0.5, 2.0)
-        crop_size=opt(tuple, nullable=True),  # (h, w) random crop, or None
-        cat_max_ratio=opt(float, 1.0),  # crop retries while one class fills more than this
-        flip_prob=opt(float, 0.0),
+        resize=size_opt(within="[1, inf)"),  # (w, h) every frame is resized to first, or None
+        # random rescale of that size, e.g. (0.5, 2.0); low <= high
+        ratio_range=opt(tuple, nullable=True, items=float, length=2, within="(0, inf)"),
+        crop_size=size_opt(),  # (h, w) random crop, or None; >= 32 per side (MIN_INPUT_SIDE)
+        cat_max_ratio=opt(float, 1.0, within="(0, 1]"),  # crop retries while one class fills more than this
+        flip_prob=opt(float, 0.0, within="[0, 1]"),
         photometric=opt(bool, False),  # per-frame brightness/contrast/saturation/hue jitter
     )
     spec.update(overrides)
@@ -71,109 +113,115 @@ SCHEMA: dict = dict(
         source=_dataset(
             rcs=dict(
                 enabled=opt(bool, False),  # rare-class sampling of source key frames
-                temperature=opt(float, 0.01),
-                min_pixels=opt(int, 3000),
+                temperature=opt(float, 0.01, within="(0, inf)"),
+                min_pixels=opt(int, 3000, within="[0, inf)"),
             ),
         ),
         target=_dataset(),
         val=_dataset(),
         test=_dataset(),
-        source_batch_size=opt(int, 2),
-        target_batch_size=opt(int, 2),
-        num_workers=opt(int, 4),
-        mean=opt(tuple, (123.675, 116.28, 103.53)),
-        std=opt(tuple, (58.395, 57.12, 57.375)),
+        source_batch_size=opt(int, 2, within="[1, inf)"),
+        target_batch_size=opt(int, 2, within="[1, inf)"),  # equal to the source's for self-training (ClassMix pairs)
+        num_workers=opt(int, 4, within="[0, inf)"),
+        mean=opt(tuple, (123.675, 116.28, 103.53), items=float, length=3, within="[0, 255]"),  # RGB, 0-255
+        std=opt(tuple, (58.395, 57.12, 57.375), items=float, length=3, within="(0, inf)"),
     ),
     model=dict(
         backbone=dict(
             type=opt(str, "mit_b5"),  # mit_b0..mit_b5, resnet101
             pretrained=opt(str),  # local path to ImageNet weights (official mit_bX.pth or converted)
-            drop_path_rate=opt(float, 0.1),
+            drop_path_rate=opt(float, 0.1, within="[0, 1)"),
         ),
         decode_head=dict(
             type=opt(str, "daformer", choices=("daformer", "segformer")),
-            channels=opt(int, 256),
-            dropout=opt(float, 0.1),
+            channels=opt(int, 256, within="[1, inf)"),
+            dropout=opt(float, 0.1, within="[0, 1)"),
         ),
     ),
     uda=dict(
         method=opt(str, "self_training", choices=("source_only", "self_training")),
-        ema_alpha=opt(float, 0.999),
-        pseudo_threshold=opt(float, 0.968),
+        ema_alpha=opt(float, 0.999, within="[0, 1)"),
+        pseudo_threshold=opt(float, 0.968, within="[0, 1]"),
         pseudo_weight=opt(str, "image", choices=("image", "pixel")),
-        pseudo_ignore_top=opt(int, 0),  # rows at the top of target frames left out of pseudo-labels
-        pseudo_ignore_bottom=opt(int, 0),
-        color_jitter_strength=opt(float, 0.2),
+        # rows at the top / bottom of target frames left out of pseudo-labels; together < the crop height
+        pseudo_ignore_top=opt(int, 0, within="[0, inf)"),
+        pseudo_ignore_bottom=opt(int, 0, within="[0, inf)"),
+        color_jitter_strength=opt(float, 0.2, within="[0, 1]"),  # factors in [1 - s, 1 + s], hue +-s*180 deg
         # Probability of APPLYING the jitter. DAFormer's code passes p=0.2 but jitters when
         # uniform() > p, i.e. with probability 0.8; we keep its behaviour and name it plainly.
-        color_jitter_prob=opt(float, 0.8),
+        color_jitter_prob=opt(float, 0.8, within="[0, 1]"),
         blur=opt(bool, True),
-        fd_weight=opt(float, 0.005),  # ImageNet feature distance; on only with pretrained weights
+        fd_weight=opt(float, 0.005, within="[0, inf)"),  # ImageNet feature distance; on only with pretrained weights
         fd_classes=opt(list, ["traffic light", "traffic sign", "person", "rider", "car", "truck",
-                               "bus", "train", "motorcycle", "bicycle"]),
-        fd_scale_min_ratio=opt(float, 0.75),
+                               "bus", "train", "motorcycle", "bicycle"], items=str),
+        fd_scale_min_ratio=opt(float, 0.75, within="[0, 1]"),
         pixel_contrast=dict(
-            weight=opt(float, 0.0),  # alpha; 0 switches the term off
-            tau=opt(float, 0.1),
-            proj_dim=opt(int, 256),
-            anchors_per_class=opt(int, 64),
-            bank_size=opt(int, 200),  # memory-bank entries per class
+            weight=opt(float, 0.0, within="[0, inf)"),  # alpha; 0 switches the term off
+            tau=opt(float, 0.1, within="(0, inf)"),
+            proj_dim=opt(int, 256, within="[1, inf)"),
+            anchors_per_class=opt(int, 64, within="[1, inf)"),
+            bank_size=opt(int, 200, within="[0, inf)"),  # memory-bank entries per class; 0 = no bank
             use_target=opt(bool, False),  # also confident target pseudo-labels
-            hard_ratio=opt(float, 0.5),  # share of anchors that the student misclassifies
+            hard_ratio=opt(float, 0.5, within="[0, 1]"),  # share of anchors that the student misclassifies
         ),
         patch_contrast=dict(
-            weight=opt(float, 0.0),  # beta
-            tau=opt(float, 0.1),
-            proj_dim=opt(int, 256),
+            weight=opt(float, 0.0, within="[0, inf)"),  # beta
+            tau=opt(float, 0.1, within="(0, inf)"),
+            proj_dim=opt(int, 256, within="[1, inf)"),
             # 'mixed_and_crop': view 1 is the mixed image the student already saw for L_M, view 2 one
             # crop of it (one extra, smaller forward); 'two_crops': two fresh crops (two extra forwards).
             views=opt(str, "mixed_and_crop", choices=("mixed_and_crop", "two_crops")),
-            iou_range=opt(tuple, (0.1, 1.0)),  # IoU of the two views' boxes
-            crop_ratio=opt(float, 0.5),  # each crop's side as a share of the image side
-            num_anchors=opt(int, 1024),
+            # IoU of the two views' boxes, 0 <= low <= high <= 1
+            iou_range=opt(tuple, (0.1, 1.0), items=float, length=2, within="[0, 1]"),
+            # each crop's side as a share of the image side; the crop must keep >= 32 px per side
+            crop_ratio=opt(float, 0.5, within="(0, 1]"),
+            num_anchors=opt(int, 1024, within="[1, inf)"),
         ),
         temporal_contrast=dict(
-            weight=opt(float, 0.0),  # gamma
-            tau=opt(float, 0.1),
-            proj_dim=opt(int, 256),
+            weight=opt(float, 0.0, within="[0, inf)"),  # gamma
+            tau=opt(float, 0.1, within="(0, inf)"),
+            proj_dim=opt(int, 256, within="[1, inf)"),
             reference=opt(str, "teacher", choices=("student", "teacher")),
-            confidence=opt(float, 0.968),
-            num_anchors=opt(int, 1024),
+            confidence=opt(float, 0.968, within="[0, 1]"),
+            num_anchors=opt(int, 1024, within="[1, inf)"),
         ),
     ),
     optimizer=dict(
-        lr=opt(float, 6e-5),
-        head_lr_mult=opt(float, 10.0),
-        weight_decay=opt(float, 0.01),
-        betas=opt(tuple, (0.9, 0.999)),
+        lr=opt(float, 6e-5, within="(0, inf)"),
+        head_lr_mult=opt(float, 10.0, within="[0, inf)"),  # 0 freezes the decode head
+        weight_decay=opt(float, 0.01, within="[0, inf)"),
+        betas=opt(tuple, (0.9, 0.999), items=float, length=2, within="[0, 1)"),
     ),
     schedule=dict(
-        iters=opt(int, 40000),
-        warmup_iters=opt(int, 1500),
-        warmup_ratio=opt(float, 1e-6),
-        power=opt(float, 1.0),
-        min_lr=opt(float, 0.0),
+        iters=opt(int, 40000, within="[1, inf)"),
+        warmup_iters=opt(int, 1500, within="[0, inf)"),  # <= iters
+        warmup_ratio=opt(float, 1e-6, within="[0, 1]"),  # warm-up starts at lr * warmup_ratio
+        power=opt(float, 1.0, within="[0, inf)"),  # poly decay exponent; 0 keeps lr constant
+        min_lr=opt(float, 0.0, within="[0, inf)"),  # <= optimizer.lr
     ),
     evaluation=dict(
         protocol=opt(str, "davsn", choices=("davsn", "unified")),
         mode=opt(str, "whole", choices=("whole", "slide")),
-        resize=opt(tuple, nullable=True),  # (w, h) network input; logits go back to label size
+        resize=size_opt(),  # (w, h) network input; logits go back to label size
         # (w, h), same order as resize: temporal consistency (flow, warping, flicker) runs on frames
         # (area) and predictions/labels (nearest) resized to it, since 2048x1024 is slow; None = full
-        tc_resize=opt(tuple, nullable=True),
-        window=opt(tuple, (1024, 1024)),  # slide inference window (h, w)
-        stride=opt(tuple, (512, 512)),
+        tc_resize=size_opt(within="[1, inf)"),
+        window=size_opt(default=(1024, 1024)),  # slide inference window (h, w)
+        stride=size_opt(default=(512, 512), within="[1, inf)"),  # <= window, or pixels are skipped
         flip=opt(bool, False),
-        scales=opt(list, [1.0]),
+        scales=opt(list, [1.0], items=float, within="(0, inf)"),  # at least one
     ),
     runtime=dict(
-        seed=opt(int, 0),
+        seed=opt(int, 0, within="[0, 4294967296)"),
         amp=opt(bool, True),  # bf16 autocast on CUDA; always off on CPU
-        log_interval=opt(int, 50),
-        checkpoint_interval=opt(int, 4000),
-        eval_interval=opt(int, 4000),  # iterations between evaluations on data.val (when set)
-        keep_checkpoints=opt(int, 2),
+        log_interval=opt(int, 50, within="[1, inf)"),
+        checkpoint_interval=opt(int, 4000, within="[1, inf)"),
+        eval_interval=opt(int, 4000, within="[1, inf)"),  # iterations between evaluations on data.val (when set)
+        keep_checkpoints=opt(int, 2, within="[1, inf)"),
         device=opt(str, "auto", choices=("auto", "cpu", "cuda")),
+        # seconds a process waits for the others at a collective before the run fails (gloo's and
+        # NCCL's own default is 30 min); long enough for a checkpoint write or an evaluation.
+        dist_timeout_s=opt(float, 600.0, within="(0, inf)"),
     ),
 )
 
@@ -191,6 +239,10 @@ def _check(node: Any, schema: Any, path: str) -> Any:
             raise ConfigError(f"{path}: got {type(node).__name__} {node!r}, expected {_type_names(schema.types)}")
         if schema.choices is not None and node not in schema.choices:
             raise ConfigError(f"{path}: {node!r} is not one of {list(schema.choices)}")
+        if isinstance(node, (list, tuple)):
+            _check_elements(node, schema, path)
+        elif schema.within is not None and node not in schema.within:
+            raise ConfigError(f"{path}: expected a value in {schema.within.text}, got {node!r}")
         return node
     if not isinstance(node, Mapping):
         raise ConfigError(f"{path}: expected a dict of {sorted(schema)}, got {type(node).__name__}")
@@ -201,6 +253,17 @@ def _check(node: Any, schema: Any, path: str) -> Any:
         hint = f"; did you mean {close[0]!r}" if close else f"; allowed keys: {sorted(schema)}"
         raise ConfigError(f"{_join(path, key)}: unknown key{hint}")
     return {k: _check(node.get(k, _default(sub)), sub, _join(path, k)) for k, sub in schema.items()}
+
+
+def _check_elements(node: list | tuple, spec: Spec, path: str) -> None:
+    if spec.length is not None and len(node) != spec.length:
+        raise ConfigError(f"{path}: expected {spec.length} values, got {node!r}")
+    for value in node:
+        if spec.items is not None and (isinstance(value, bool) or not isinstance(value, spec.items)):
+            raise ConfigError(f"{path}: expected {_type_names(spec.items)} values, got {type(value).__name__} "
+                              f"{value!r} in {node!r}")
+        if spec.within is not None and value not in spec.within:
+            raise ConfigError(f"{path}: expected every value in {spec.within.text}, got {value!r} in {node!r}")
 
 
 def _default(schema: Any) -> Any:
@@ -225,7 +288,7 @@ def validate(cfg: Mapping) -> Config:
     """Validate a config dict (minus mmengine's bookkeeping keys) and fill in every default."""
     plain = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
     checked = _check(_to_plain(plain), SCHEMA, "")
-    _check_relations(checked)
+    check_relations(checked)
     return Config(checked)
 
 
@@ -238,29 +301,6 @@ def size_wh(value: Any, *, key: str) -> tuple[int, int] | None:
     return int(value[0]), int(value[1])
 
 
-def _check_relations(cfg: dict) -> None:
-    """Constraints between keys, named like single-key errors."""
-    sched = cfg["schedule"]
-    if sched["iters"] < 1:
-        raise ConfigError(f"schedule.iters: must be >= 1, got {sched['iters']}")
-    if not 0 <= sched["warmup_iters"] <= sched["iters"]:
-        raise ConfigError(f"schedule.warmup_iters: must be in [0, schedule.iters={sched['iters']}], "
-                          f"got {sched['warmup_iters']}")
-    for key in ("log_interval", "checkpoint_interval", "eval_interval"):
-        if cfg["runtime"][key] < 1:
-            raise ConfigError(f"runtime.{key}: must be >= 1, got {cfg['runtime'][key]}")
-    size_wh(cfg["evaluation"]["tc_resize"], key="evaluation.tc_resize")
-    patch = cfg["uda"]["patch_contrast"]
-    if not 0 < patch["crop_ratio"] <= 1:
-        raise ConfigError(f"uda.patch_contrast.crop_ratio: must be in (0, 1], got {patch['crop_ratio']}")
-    iou = patch["iou_range"]
-    if len(iou) != 2 or not 0 <= iou[0] <= iou[1] <= 1:
-        raise ConfigError(f"uda.patch_contrast.iou_range: must be (low, high) with 0 <= low <= high <= 1, got {iou}")
-    if patch["weight"] > 0 and patch["views"] == "mixed_and_crop" and not iou[0] <= patch["crop_ratio"] ** 2 <= iou[1]:
-        raise ConfigError(f"uda.patch_contrast.crop_ratio: with views='mixed_and_crop' the crop covers crop_ratio^2 = "
-                          f"{patch['crop_ratio'] ** 2:.3f} of the mixed view, outside iou_range {tuple(iou)}")
-
-
 def _to_plain(node: Any) -> Any:
     if isinstance(node, Mapping):
         return {k: _to_plain(v) for k, v in node.items()}
@@ -270,14 +310,89 @@ def _to_plain(node: Any) -> Any:
 
 
 def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Load a Python config file with ``_base_`` inheritance, apply ``key=value`` overrides, validate."""
+    """Load a Python config file with ``_base_`` inheritance, apply ``key=value`` overrides, validate.
+
+    A text value of ``overrides`` (what ``--cfg-options`` collects) is parsed by ``parse_override``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
+        raise ConfigError(f"{path}: config file not found")
     cfg = Config.fromfile(str(path))
     if overrides:
-        cfg.merge_from_dict(dict(overrides))
+        cfg.merge_from_dict({k: parse_override(k, v) if isinstance(v, str) else v for k, v in overrides.items()})
     return validate(cfg.to_dict())
+
+
+class DictAction(argparse.Action):
+    """``--cfg-options KEY=VALUE ...`` as ``{key: text}``, the text exactly as given (spaces, non-ASCII).
+
+    mmengine's DictAction removes every space (``val.strip('\'"').replace(' ', '')`` in its
+    ``_parse_iterable``), so ``data.val.index='/x/val ü'`` became ``/x/valü``; ``load_config`` parses the
+    text against the schema instead.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for item in values or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                parser.error(f"{option_string}: expected KEY=VALUE, got {item!r}")
+            options[key.strip()] = text
+        setattr(namespace, self.dest, options)
+
+
+def parse_override(key: str, text: str) -> Any:
+    """The value of ``--cfg-options key=text``.
+
+    A key whose schema type is ``str`` takes the text verbatim (a quoted Python literal is unquoted;
+    ``None`` is None). Other keys read Python literals (``1e-4``, ``(512, 512)``, ``[-1]``), ``true`` /
+    ``false`` / ``none`` in any case, and mmengine's unbracketed lists (``a,b``); text that is none of
+    these stays text, so validation names the key and the expected type.
+    """
+    spec = _spec_at(key)
+    if spec is not None and spec.types == (str,):
+        if text == "None":
+            return None
+        quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+        return ast.literal_eval(text) if quoted else text
+    return _parse_value(text)
+
+
+def _spec_at(key: str) -> Spec | None:
+    node: Any = SCHEMA
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, Spec) else None
+
+
+def _parse_value(text: str) -> Any:
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false", "none", "null"):
+        return {"true": True, "false": False}.get(stripped.lower())
+    try:
+        return ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    bracketed = stripped[:1] in "([" and stripped[-1:] == {"(": ")", "[": "]"}.get(stripped[:1])
+    if bracketed or "," in stripped:
+        items = [_parse_value(part.strip()) for part in _split_top_level(stripped[1:-1] if bracketed else stripped)]
+        return tuple(items) if stripped[:1] == "(" and bracketed else items
+    return text
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets; an empty text is no element."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()] if len(parts) > 1 or text.strip() else []
 
 
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:

@@ -86,7 +86,7 @@ def run_method(method: DemoMethod, cfg, run_dir: Path) -> dict[str, Any]:
     from pipa_video.engine.build import train
     from pipa_video.evaluation.runner import evaluate, tc_report
 
-    summary = train(cfg, work_dir=run_dir)
+    summary = train(cfg, work_dir=run_dir, overwrite=True)  # the demo's work dir is its own: a re-run replaces it
     checkpoint = _selected_checkpoint(run_dir)
     ev = evaluate(cfg, checkpoint=str(checkpoint), out_dir=run_dir / f"eval_{REPORT_SPLIT}", split=REPORT_SPLIT,
                   progress=False)

@@ -11,9 +11,10 @@ of a sequence the ``boundary`` rule decides:
   (last) frame, so every key frame stays a key and the clip repeats an end frame;
 - ``skip``: key frames with a reference outside the sequence are not keys.
 
-A reference frame number missing *inside* a sequence is an error at construction (it names the
-sequence and the frame): the index is incomplete, and silently substituting a neighbour would
-change the temporal offset.
+A reference frame number missing *inside* a sequence (a gap the prepare tool recorded in
+``meta.json``) drops only the clips that need it, with one log line counting them and naming one:
+substituting a neighbour would change the temporal offset, and one missing file must not block a
+dataset.
 
 A sample is the clip contract: ``img`` (T, 3, H, W) float32 normalised, ``label`` (T, H, W) int64
 (255 where unknown; only the key frame's label is read unless ``load_reference_labels``),
@@ -24,6 +25,7 @@ how samplers make resumed runs and DataLoader workers deterministic.
 """
 from __future__ import annotations
 
+import logging
 import os
 from enum import Enum
 from typing import Any, Callable, Sequence
@@ -34,6 +36,8 @@ import torch
 
 from pipa_video.data import io
 from pipa_video.data.index import DatasetError, FrameIndex
+
+logger = logging.getLogger(__name__)
 
 # frames, labels, rng -> (img, label); ClipTransform and EvalTransform are the two implementations.
 TransformFn = Callable[[Sequence[np.ndarray], Sequence["np.ndarray | None"], np.random.Generator],
@@ -113,21 +117,29 @@ class ClipDataset(torch.utils.data.Dataset):
             key_rows, wanted, lo, hi = key_rows[inside], wanted[inside], lo[inside], hi[inside]
         else:
             wanted = np.clip(wanted, lo, hi)
+        span_keys = sort_keys[key_rows, None] + (wanted - numbers[key_rows, None])
+        found = np.searchsorted(sort_keys, span_keys).clip(max=len(sort_keys) - 1)
+        complete = np.all(sort_keys[found] == span_keys, axis=1)
+        if not complete.all():
+            self._log_gaps(key_rows, wanted, complete)
+            key_rows, found = key_rows[complete], found[complete]
         if len(key_rows) == 0:
             raise DatasetError(
                 f"{self.name}: no key frames in {where} (keys={self.keys.value}, offsets={self.offsets}, "
-                f"boundary={self.boundary.value})")
-        span_keys = sort_keys[key_rows, None] + (wanted - numbers[key_rows, None])
-        found = np.searchsorted(sort_keys, span_keys).clip(max=len(sort_keys) - 1)
-        missing = sort_keys[found] != span_keys
-        if missing.any():
-            k, o = map(int, np.argwhere(missing)[0])
-            row = key_rows[k]
-            raise DatasetError(
-                f"{self.name}: sequence {frames['sequence'].iat[row]!r} has no frame {int(wanted[k, o])} "
-                f"(reference at offset {self.offsets[o]} of key frame {int(numbers[row])}) in {where}; "
-                f"the sequence has a gap: re-run the prepare tool or choose other offsets")
+                f"boundary={self.boundary.value}{', every clip needs a missing frame' if not complete.any() else ''})")
         return key_rows, found.reshape(len(key_rows), len(self.offsets))
+
+    def _log_gaps(self, key_rows: np.ndarray, wanted: np.ndarray, complete: np.ndarray) -> None:
+        """One line: how many clips need a frame missing from their sequence, and one example."""
+        frames = self.index.frames
+        k = int(np.flatnonzero(~complete)[0])
+        row = key_rows[k]
+        present = set(frames["frame"].iloc[np.flatnonzero(frames["sequence"].to_numpy() ==
+                                                          frames["sequence"].iat[row])].tolist())
+        absent = next(int(f) for f in wanted[k] if int(f) not in present)
+        logger.warning(f"{self.name}: skipping {int((~complete).sum())} of {len(complete)} clips that need a frame "
+                       f"missing from their sequence (e.g. {frames['sequence'].iat[row]!r} frame {absent}, for key "
+                       f"frame {int(frames['frame'].iat[row])}) in {self.index.index_dir}")
 
     # --- reading -----------------------------------------------------------------------------
     def _video_reader(self) -> io.VideoFrameReader:

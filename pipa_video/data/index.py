@@ -12,6 +12,8 @@ An index directory holds
   ``videos`` records, per video file (keyed by its ``image`` value), how its frames are read
   (``reading``: ``random_access`` through decord, checked at prepare time, or ``extracted``: exact
   PNG frames under ``frames_dir``, relative to the index directory), its frame count and frame rate;
+  ``gaps``: per sequence, the runs ``[first, last]`` of frame numbers missing inside it (at the
+  sequence's frame spacing: a video indexed every 2nd frame has no gaps);
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video
@@ -20,8 +22,10 @@ index directory and empty for unlabelled frames. Training never re-scans a datas
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,6 +35,7 @@ from typing import Iterator
 import pandas as pd
 
 from pipa_video.data.classes import ClassSet, get_class_set
+from pipa_video.errors import DatasetError, writing  # noqa: F401  (DatasetError: re-exported, the data layer's error)
 
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
@@ -44,10 +49,6 @@ RANDOM_ACCESS = "random_access"  # decord random access, checked against a seque
 FRAME_FILE = "{frame:06d}.png"  # an extracted frame under its video's frames_dir
 
 
-class DatasetError(ValueError):
-    """A dataset root, index or file is not what the layout expects; the message names it."""
-
-
 @dataclass
 class IndexMeta:
     layout: str
@@ -57,9 +58,10 @@ class IndexMeta:
     split: str = "train"
     conditions: list[str] = field(default_factory=list)  # values of the condition column, sorted
     videos: dict[str, dict] = field(default_factory=dict)  # per video file: reading, frames, fps
+    gaps: dict[str, list[list[int]]] = field(default_factory=dict)  # sequence -> missing [first, last] runs
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -67,7 +69,7 @@ def _umask() -> int:
 
 def file_mode() -> int:
     """The mode ``open()`` gives a new file (0644 under the usual umask 022); mkstemp gives 0600."""
-    return 0o666 & ~_umask()
+    return 0o666 & ~current_umask()
 
 
 @contextmanager
@@ -89,16 +91,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with writing(path):  # disk full, read-only, permission: WriteError naming ``path``
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, file_mode())  # mkstemp creates 0600; give the mode open() would
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make the directory ``new`` take ``target``'s place, then delete what was there.
+
+    Both must be on one file system. On Linux the two are exchanged in one step (``renameat2`` with
+    ``RENAME_EXCHANGE``), so ``target`` is never missing and an interrupted call leaves the old or
+    the new directory there, never neither; elsewhere the old one is renamed aside first.
+    """
+    new, target = Path(new), Path(target)
+    with writing(target):
+        if not target.exists():
+            os.rename(new, target)
+        elif _exchange(new, target):
+            shutil.rmtree(new)  # now the old directory
+        else:
+            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.rename(target, aside / target.name)
+            os.rename(new, target)
+            shutil.rmtree(aside)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where not supported."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, file_mode())  # mkstemp creates 0600; give the mode open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMeta) -> Path:

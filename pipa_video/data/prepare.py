@@ -8,16 +8,22 @@ both
    id space does not define, map the rest to train ids (``classes.label_lut``), apply the layout's
    ignore mask (VIPER's ego vehicle), write ``DIR/labels/<raw label path>`` atomically and count
    pixels per class;
-4. write ``DIR/index.csv`` and ``DIR/meta.json`` last (``index.write_index``), so a failed run
-   leaves no index behind;
-5. print a summary: sequences, frames, labelled frames and the class histogram.
+4. record the frame numbers missing inside each sequence (``meta.json`` ``gaps``, with a warning):
+   training then skips only the clips that need one of them;
+5. write ``index.csv`` and ``meta.json`` (``index.write_index``);
+6. print a summary: sequences, frames, labelled frames and the class histogram.
+
+Steps 3-5 write into a new folder next to DIR (``.DIR.prepare-<random>``), which then replaces DIR
+in one step (``index.replace_dir``): an interrupted or failed re-run leaves the previous index whole,
+and a killed run's folder is removed by the next run. DIR must be new, empty or an index.
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing
 import os
-import sys
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,11 +37,11 @@ from pipa_video.data import io as data_io
 from pipa_video.data.classes import (
     CLASS_SETS, IGNORE_INDEX, ClassSet, Rider, get_class_set, known_ids, label_lut,
 )
-from pipa_video.data.index import (
-    CONDITION_COLUMN, INDEX_FILE, LABEL_DIR, META_FILE, DatasetError, IndexMeta, write_index,
-)
+from pipa_video.data.index import (CONDITION_COLUMN, INDEX_FILE, LABEL_DIR, META_FILE, DatasetError, IndexMeta,
+                                   current_umask, replace_dir, write_index)
 from pipa_video.data.sources import Layout, SizeMismatch, get_layout
 from pipa_video.data.sources.base import SPLIT_OPTION, absolute, image_size
+from pipa_video.errors import run_command, writing
 
 DEFAULT_SPLIT = "train"
 MAX_WARNINGS_SHOWN = 5  # per kind; the rest are counted, so a bad copy does not flood the terminal
@@ -188,17 +194,58 @@ def summary_text(table: pd.DataFrame, class_set: ClassSet, *, total_pixels: int,
     return "\n".join(lines)
 
 
-def remove_stale_outputs(out_dir: Path) -> None:
-    """Drop a previous index first: a failed re-run must not leave it pointing at half-new labels."""
-    for name in (INDEX_FILE, META_FILE):
-        (out_dir / name).unlink(missing_ok=True)
+def sequence_gaps(table: pd.DataFrame) -> dict[str, list[list[int]]]:
+    """Per sequence with a hole, the runs ``[first, last]`` of frame numbers missing between its first
+    and last indexed frame (a missing file, a frame skipped for a size mismatch).
+
+    A sequence's spacing is the gcd of its frame steps, so a deliberately subsampled one (every 2nd
+    video frame, ``--frame-step 2``) has no gaps; a run then lists the missing frames at that spacing.
+    """
+    gaps = {}
+    for name, numbers in table.groupby("sequence", sort=True)["frame"]:
+        present = np.unique(numbers.to_numpy(np.int64))
+        steps = np.diff(present)
+        spacing = int(np.gcd.reduce(steps)) if steps.size else 1
+        holes = np.flatnonzero(steps > spacing)
+        if holes.size:
+            gaps[str(name)] = [[int(present[h] + spacing), int(present[h + 1] - spacing)] for h in holes]
+    return gaps
 
 
-def remove_temp_files(out_dir: Path) -> None:
-    """Temp files of interrupted atomic writes (``.<name>.<...>.tmp``); only under our own output."""
-    if out_dir.is_dir():
-        for tmp in out_dir.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+def warn_gaps(gaps: dict[str, list[list[int]]]) -> None:
+    if not gaps:
+        return
+    missing = sum(1 for runs in gaps.values() for _ in runs)
+    name, runs = next(iter(gaps.items()))
+    first, last = runs[0]
+    example = f"frame {first}" if first == last else f"frames {first}-{last}"
+    warnings.warn(f"{len(gaps)} sequence(s) lack frames inside them ({missing} gap(s), e.g. {name!r}: {example}); "
+                  "recorded in meta.json 'gaps': training skips only the clips that need them",
+                  DatasetWarning, stacklevel=3)
+
+
+_INDEX_ENTRIES = (INDEX_FILE, META_FILE, LABEL_DIR)
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """A new, empty folder next to ``out_dir`` to build the index in; stale ones of killed runs removed.
+
+    ``out_dir`` must be new, empty or an index (it is replaced whole at the end): anything else is a
+    ``DatasetError``, so a mistyped ``--out`` never swaps away someone's files.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"{out_dir}: exists and is not a directory; expected an index directory to write")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not any((out_dir / n).exists() for n in _INDEX_ENTRIES):
+        raise DatasetError(f"{out_dir}: holds files that are not a pipa-video index; expected a new or empty "
+                           "folder, or an index written by a prepare tool (it is replaced whole)")
+    prefix = f".{out_dir.name}.prepare-"
+    with writing(out_dir):  # a read-only or full output location fails here, naming it
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.parent.glob(prefix + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=prefix))
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; share it as a plain mkdir would
+    return staging
 
 
 def resolve_class_set(layout: Layout, class_set: ClassSet | str | None) -> ClassSet:
@@ -230,25 +277,28 @@ def prepare(layout: str, root: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     frames = spec.scan(root, **opts)  # checks the root first
     data_root = spec.resolve_root(root, **opts)
+    staging = staging_dir(out_dir)
     converter = FrameConverter(
-        layout_name=spec.name, data_root=data_root, out_dir=out_dir,
+        layout_name=spec.name, data_root=data_root, out_dir=staging,
         lut=label_lut(spec.id_space, class_set, rider=rider) if spec.has_labels else None,
         num_classes=class_set.num_classes, layout_opts=opts,
         allow_unknown_ids=allow_unknown_ids, verify_images=verify_images,
     )
-    remove_stale_outputs(out_dir)
     try:
         results = convert_frames(converter, frames, workers=workers, quiet=quiet)
         table = index_table(frames, results, class_set)
         if table.empty:
             raise DatasetError(f"{root}: every frame was skipped; nothing to index")
         conditions = sorted(set(table[CONDITION_COLUMN])) if CONDITION_COLUMN in table.columns else []
-        write_index(out_dir, table, IndexMeta(layout=spec.name, root=str(data_root), class_set=class_set.name,
-                                              rider=rider.value, split=split, conditions=conditions))
+        gaps = sequence_gaps(table)
+        write_index(staging, table, IndexMeta(layout=spec.name, root=str(data_root), class_set=class_set.name,
+                                              rider=rider.value, split=split, conditions=conditions, gaps=gaps))
+        replace_dir(staging, out_dir)
     except BaseException:
-        remove_temp_files(out_dir)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
+    warn_gaps(gaps)
     warn_some([r.warning for r in results if r.warning], what="had unknown raw ids mapped to ignore")
     skipped = [r.skipped for r in results if r.skipped]
     warn_some([f"{m}; frame skipped" for m in skipped], what="skipped for an image/label size mismatch")
@@ -296,6 +346,7 @@ def build_parser(layout: Layout) -> argparse.ArgumentParser:
         parser.add_argument("--verify-images", action="store_true",
                             help="decode every image fully (default: read headers only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     for option in layout.options:
         if option.name != SPLIT_OPTION:
             add_layout_option(parser, option)
@@ -303,15 +354,17 @@ def build_parser(layout: Layout) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, layout: str) -> int:
+    """``data_tools/prepare_<layout>.py``: one error line and the exit code of its kind (``pipa_video.errors``)."""
     spec = get_layout(layout)
-    args = build_parser(spec).parse_args(argv)
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
     layout_opts = {o.name: getattr(args, o.name) for o in spec.options if o.name != SPLIT_OPTION}
-    try:
+
+    def run() -> int:
         prepare(spec.name, args.root, args.out, split=args.split, class_set=args.class_set, rider=args.rider,
                 workers=args.workers, quiet=args.quiet,
                 allow_unknown_ids=getattr(args, "allow_unknown_ids", False),
                 verify_images=getattr(args, "verify_images", False), **layout_opts)
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_command(run, prog=parser.prog, debug=args.debug)

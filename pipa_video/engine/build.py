@@ -58,9 +58,13 @@ def init_from_checkpoint(method: SelfTrainingMethod, cfg: Mapping[str, Any]) -> 
         + "; projection heads, optimiser and schedule start afresh")
 
 
-def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool | str = False) -> dict[str, Any]:
-    """Train the method a validated config describes; returns the trainer's summary."""
-    dist = init_distributed(cfg["runtime"]["device"])
+def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool | str = False,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Train the method a validated config describes; returns the trainer's summary.
+
+    ``overwrite`` lets a fresh run delete another run in ``work_dir`` (else ``WorkDirError``).
+    """
+    dist = init_distributed(cfg["runtime"]["device"], timeout_s=cfg["runtime"]["dist_timeout_s"])
     setup_console_logging(is_main=dist.is_main)  # before building: build-time warnings reach the console
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
     method = build_method(cfg)
@@ -70,7 +74,7 @@ def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool |
     loaders = partial(_loaders, cfg, dist)
     trainer = build_trainer(cfg, method=method, loaders_factory=loaders, work_dir=Path(work_dir), dist=dist,
                             evaluate_fn=_val_evaluator(cfg, dist))
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume, overwrite=overwrite)
 
 
 def _loaders(cfg: Mapping[str, Any], dist: DistInfo, start_iter: int):

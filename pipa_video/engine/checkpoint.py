@@ -19,7 +19,6 @@ leaves either the previous file or the new one, never half of one.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import shutil
 import tempfile
@@ -30,7 +29,8 @@ from typing import Any, Iterable, Mapping
 import torch
 
 # The one checkpoint error of the package (backbone weights, training, evaluation), re-exported here.
-from pipa_video.models.checkpoint import FILE_MODE, CheckpointError, fsync_dir, save_checkpoint_atomic
+from pipa_video.models.checkpoint import (FILE_MODE, CheckpointError, fsync_dir, read_checkpoint,
+                                          save_checkpoint_atomic)
 
 FORMAT_VERSION = 1
 LATEST_NAME = "latest.pth"
@@ -80,34 +80,17 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
                     require: Iterable[str] = (Key.META.value,), mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint written by ``save_checkpoint``; ``require`` lists entries it must hold.
 
-    Loading uses ``weights_only=True``: checkpoints hold only tensors and plain Python values.
-    ``mmap=True`` maps tensors lazily (cheap when only ``meta`` is wanted).
+    Reading is ``models.checkpoint.read_checkpoint`` (``weights_only=True``: checkpoints hold only
+    tensors and plain Python values). ``mmap=True`` maps tensors lazily (cheap when only ``meta`` is wanted).
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():  # a class the safe unpickler refuses, not damage
-            raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain Python values, so it "
-                f"was not written by pipa-video; if you trust it, read it with torch.load(weights_only=False) ({e})"
-            ) from e
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e})") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict")
+    payload = read_checkpoint(path, map_location=map_location, mmap=mmap)
     missing = [k for k in (Key.FORMAT_VERSION.value, *require) if k not in payload]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}; it is not a pipa-video checkpoint "
-                              f"(has keys {sorted(payload)})")
+        raise CheckpointError(f"{path}: lacks {missing}; expected a pipa-video training checkpoint "
+                              f"(has keys {sorted(payload)[:10]})")
     if payload[Key.FORMAT_VERSION.value] > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {payload[Key.FORMAT_VERSION.value]}, "
-                              f"newer than this pipa-video reads ({FORMAT_VERSION})")
+        raise CheckpointError(f"{path}: format version {payload[Key.FORMAT_VERSION.value]} is newer than "
+                              f"this pipa-video reads ({FORMAT_VERSION}); upgrade pipa-video")
     return payload
 
 

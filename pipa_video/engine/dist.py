@@ -6,8 +6,11 @@ unconditionally. NCCL is used on CUDA and gloo on CPU.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -16,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 # torchrun sets these for every process it starts.
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
+META_BATCH_KEY = "meta"  # clip metadata (names, frame ids) stays on the host
 
 
 class DevicePreference(str, Enum):
@@ -62,11 +66,17 @@ def _pick_device(preference: DevicePreference, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def init_distributed(device: str = DevicePreference.AUTO.value) -> DistInfo:
+DEFAULT_TIMEOUT_S = 600.0  # runtime.dist_timeout_s's default; gloo's and NCCL's own is 30 min
+
+
+def init_distributed(device: str = DevicePreference.AUTO.value, *,
+                     timeout_s: float = DEFAULT_TIMEOUT_S) -> DistInfo:
     """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
 
     Without those variables (or with ``WORLD_SIZE=1``) nothing is initialised and rank 0 of 1 is
     returned. ``device`` is ``runtime.device``: auto (CUDA when available), cpu or cuda.
+    ``timeout_s`` (``runtime.dist_timeout_s``): how long a collective waits for a stalled rank
+    before it fails.
     """
     preference = DevicePreference(device)
     world_size = _env_int(ENV_WORLD_SIZE, 1)
@@ -79,8 +89,8 @@ def init_distributed(device: str = DevicePreference.AUTO.value) -> DistInfo:
         torch.cuda.set_device(dev)  # NCCL and all_gather_object use the current device
     if world_size > 1 and not torch_dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        torch_dist.init_process_group(backend=backend, init_method="env://",
-                                      world_size=world_size, rank=rank)
+        torch_dist.init_process_group(backend=backend, init_method="env://", world_size=world_size, rank=rank,
+                                      timeout=timedelta(seconds=timeout_s))
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
@@ -138,6 +148,25 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(blocks, dim=0)
 
 
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Give every rank ``src``'s buffers of ``module`` (BatchNorm running statistics), in place.
+
+    DDP does this before each forward; the engine also does it after the optimiser step, so that what
+    is saved (rank 0's) is what every rank holds and the EMA teacher, fed each rank's student buffers,
+    stays identical across ranks. One flat broadcast per dtype; a no-op in a single process.
+    """
+    if not is_dist():
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for buffer in module.buffers():
+        by_dtype.setdefault(buffer.dtype, []).append(buffer)
+    for buffers in by_dtype.values():
+        flat = torch.cat([b.detach().reshape(-1) for b in buffers])
+        torch_dist.broadcast(flat, src=src)
+        for buffer, value in zip(buffers, flat.split([b.numel() for b in buffers])):
+            buffer.copy_(value.view_as(buffer))
+
+
 def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel:
     """DDP with ``find_unused_parameters``: the projection heads are not used by every forward."""
     device_ids = [device.index] if device.type == "cuda" else None
@@ -156,3 +185,32 @@ def all_gather_objects(obj: object) -> list[object]:
     gathered: list[object] = [None] * torch_dist.get_world_size()
     torch_dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def state_checksum(state: Any) -> torch.Tensor:
+    """Order-sensitive float64 checksum of every floating tensor in a nested state."""
+    total = torch.zeros((), dtype=torch.float64)
+    position = 0
+    stack = [state]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, torch.Tensor):
+            if node.is_floating_point():
+                position += 1
+                total += position * torch.nan_to_num(node.detach().double()).sum().cpu()
+        elif isinstance(node, Mapping):
+            stack.extend(node[k] for k in sorted(node, key=str))
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return total
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a (nested) batch to ``device``; the ``meta`` entry stays where it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: v if k == META_BATCH_KEY else move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch

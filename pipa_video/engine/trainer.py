@@ -4,7 +4,13 @@ The loop knows nothing about self-training; it drives any ``TrainMethod``. One i
 set every group's learning rate from the precomputed schedule, zero the gradients, run
 ``method.train_step`` (forward and backward of every loss term, under bf16 autocast on CUDA when
 ``amp``), stop on a non-finite loss before the optimiser touches the weights, ``optimizer.step()``,
-``method.after_step()`` (the EMA teacher).
+give every rank rank 0's student buffers (BatchNorm running statistics; DDP does the same before each
+forward, and the EMA teacher averages them, so the teachers, and the checkpoint, agree across ranks),
+``method.after_step()`` (the EMA teacher). At each log interval and before every checkpoint the whole
+training state is checked for NaN/inf (``engine.finite``); no checkpoint ever holds one.
+
+The main process holds the work dir's lock for the run (``engine.workdir``): a second run on the same
+dir, or a fresh run into a dir holding another run (without ``overwrite``), is refused.
 
 Exact resume: a checkpoint holds the method state, the optimiser, the step and every rank's RNG
 state; the loaders are rebuilt for the start iteration (their batches depend only on seed, iteration
@@ -25,15 +31,17 @@ import torch
 from torch import Tensor, nn
 
 from pipa_video.engine import dist as dist_utils
+from pipa_video.engine import workdir
 from pipa_video.engine.checkpoint import (FORMAT_VERSION, RESERVED_KEYS, TRAINING_KEYS, CheckpointError,
                                           CheckpointManager, Key, Selection, load_checkpoint, make_meta)
-from pipa_video.engine.dist import DistInfo
+from pipa_video.engine.dist import DistInfo, move_to_device  # noqa: F401  (move_to_device: re-exported)
+from pipa_video.engine.finite import check_losses, check_state
 from pipa_video.engine.logger import TrainLogger, get_logger, setup_console_logging
 from pipa_video.engine.seed import capture_rng_state, restore_rng_state, rng_preserved, seed_everything
+from pipa_video.errors import NonFiniteError, WorkDirError
 
 CONFIG_NAME = "config.py"
 DEFAULT_METRIC = "mIoU"
-META_BATCH_KEY = "meta"  # clip metadata (names, frame ids) stays on the host
 
 EvaluateFn = Callable[[nn.Module], Mapping[str, float]]
 LoadersFactory = Callable[[int], "tuple[Iterator[dict], Iterator[dict] | None]"]
@@ -69,8 +77,7 @@ class TrainMethod(Protocol):
     def eval_model(self) -> nn.Module: ...
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; raised before the optimiser step, no checkpoint written."""
+NonFiniteLossError = NonFiniteError  # the former name; NaN/inf losses and state both raise NonFiniteError
 
 
 @dataclass
@@ -122,17 +129,40 @@ class Trainer:
         self._wrapped = False
 
     # ------------------------------------------------------------------ public
-    def fit(self, resume: bool | str | os.PathLike = False) -> dict[str, Any]:
-        """Train to ``iters``; ``resume=True`` continues from ``work_dir/latest.pth``, ``resume=PATH`` from PATH."""
+    def fit(self, resume: bool | str | os.PathLike = False, *, overwrite: bool = False) -> dict[str, Any]:
+        """Train to ``iters``; ``resume=True`` continues from ``work_dir/latest.pth``, ``resume=PATH`` from PATH.
+
+        A fresh run refuses a work dir holding another run unless ``overwrite`` (which deletes that
+        run's checkpoints and logs); raises ``WorkDirError`` then, or when another run holds the lock.
+        """
         started = time.perf_counter()
         self._check_device()
         self.method.student.train()
+        setup_console_logging(is_main=self.dist.is_main)
+        lock = self._claim_work_dir(resume=bool(resume), overwrite=overwrite)
+        try:
+            return self._fit(resume, started)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _claim_work_dir(self, *, resume: bool, overwrite: bool) -> "workdir.WorkDirLock | None":
+        """The main process locks and checks the work dir; every rank raises its error, if any."""
+        lock, error = None, None
         if self.dist.is_main:
-            setup_console_logging(is_main=True)
-            self._write_config()
-        else:
-            setup_console_logging(is_main=False)
+            try:
+                lock = workdir.claim(self.work_dir, resume=resume, overwrite=overwrite)
+            except WorkDirError as err:
+                error = str(err)
+        errors = [e for e in dist_utils.all_gather_objects(error) if e]
+        if errors:
+            raise WorkDirError(errors[0])
+        return lock
+
+    def _fit(self, resume: bool | str | os.PathLike, started: float) -> dict[str, Any]:
         start_iter, rng_state = self._restore(resume) if resume else (0, None)
+        if self.dist.is_main:  # after a successful restore: a failed resume leaves the dir as it was
+            self._write_config()
         if not resume and self.seed is not None:
             seed_everything(self.seed, rank=self.dist.rank)
         self._check_replicas_identical()
@@ -165,15 +195,18 @@ class Trainer:
             window.add(losses)
             done = iteration + 1
             is_last = done == self.iters
-            if done % self.log_interval == 0 or is_last:
+            log_due = done % self.log_interval == 0 or is_last
+            checkpoint_due = done % self.checkpoint_interval == 0 or is_last
+            eval_due = self.evaluate_fn is not None and (
+                is_last or (self.eval_interval > 0 and done % self.eval_interval == 0))
+            if log_due or checkpoint_due or eval_due:
+                self._check_state(done)
+            if log_due:
                 seconds = (time.perf_counter() - window_start) / max(1, window.iterations)
                 last_logged = window.mean_over_ranks()
                 logger.log_train(done, {**last_logged, **self._current_lrs(), **_memory_stats(self.dist.device)},
                                  seconds_per_iter=seconds)
                 window, window_start = _LossWindow(), time.perf_counter()
-            checkpoint_due = done % self.checkpoint_interval == 0 or is_last
-            eval_due = self.evaluate_fn is not None and (
-                is_last or (self.eval_interval > 0 and done % self.eval_interval == 0))
             if checkpoint_due or eval_due:
                 paused = time.perf_counter()
                 self._save_and_evaluate(done, checkpoint_due=checkpoint_due, eval_due=eval_due, logger=logger)
@@ -193,6 +226,7 @@ class Trainer:
             losses = self.method.train_step(source, target, iteration=iteration)
         losses = self._check_losses(losses, iteration)
         self.optimizer.step()
+        dist_utils.broadcast_buffers(self.method.student)
         self.method.after_step(iteration=iteration)
         return losses
 
@@ -220,22 +254,28 @@ class Trainer:
                 raise TypeError(f"train_step returned {name}={value!r} at iteration {iteration}; "
                                 "expected a scalar tensor")
             checked[name] = value.detach().float().reshape(())
-        values = torch.stack(list(checked.values()))
-        finite = torch.isfinite(values)
-        flag = (~finite).any().float().reshape(1)
-        if dist_utils.all_reduce_sum(flag).item() > 0:  # one host sync per iteration, for the whole dict
-            bad = {k: v.item() for (k, v), ok in zip(checked.items(), finite.tolist()) if not ok}
-            where = ", ".join(f"{k}={v}" for k, v in bad.items()) or "a loss on another rank"
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {iteration} (rank {self.dist.rank}): {where}. Stopped before the "
-                f"optimizer step; the last good checkpoint ({self.checkpoints.latest_path}) is left untouched.")
+        check_losses(checked, iteration=iteration, rank=self.dist.rank, where=self._last_good)
         return checked
+
+    def _check_state(self, done: int) -> None:
+        """Every floating tensor of what a checkpoint would hold (method state, optimiser) must be finite."""
+        names = {id(p): name for name, p in self.method.student.named_parameters()}
+        moments = {names.get(id(p), str(i)): s for i, (p, s) in enumerate(self.optimizer.state.items())}
+        state = {**self.method.checkpoint_state(), Key.OPTIMIZER.value: moments}
+        check_state(state, iteration=done, rank=self.dist.rank, where=self._last_good, device=self.dist.device)
+
+    def _last_good(self) -> str:
+        """Where the user's run stands after a stop: the newest checkpoint (all finite), or none."""
+        latest = self.checkpoints.latest_path
+        if latest.is_file():
+            return f"the last checkpoint, {latest}, is intact (every tensor finite) to resume from once the cause is fixed"
+        return f"no checkpoint was written to {self.work_dir}"
 
     # ------------------------------------------------------------------ checkpoints and evaluation
     def _save_and_evaluate(self, done: int, *, checkpoint_due: bool, eval_due: bool, logger: TrainLogger) -> None:
         # Every rank's generators go into the file so that each rank resumes its own random stream.
         rng_states = dist_utils.all_gather_objects(capture_rng_state())
-        if checkpoint_due and self.dist.is_main:
+        if checkpoint_due and self.dist.is_main:  # the state was checked for NaN/inf just before
             payload = self._payload(done, Selection.LAST.describe(self.metric), {}, rng_states)
             self.checkpoints.save_periodic(payload, iteration=done)
         if not eval_due:
@@ -290,8 +330,9 @@ class Trainer:
         """Load the method, optimiser and best metric; return the start iteration and this rank's RNG."""
         path = self.checkpoints.latest_path if resume is True else Path(resume)
         if resume is True and not path.exists():
-            raise CheckpointError(f"resume requested but {path} does not exist (no checkpoint in {self.work_dir}); "
-                                  "start without --resume or pass the checkpoint path")
+            raise CheckpointError(f"{path}: not found, so there is nothing to resume in {self.work_dir}; expected a "
+                                  "checkpoint: pass its path to --resume, or start afresh (--overwrite if the dir "
+                                  "holds a run's logs)")
         payload = load_checkpoint(path, require=TRAINING_KEYS)
         self._check_compatible(payload, path)
         self.method.load_checkpoint_state({k: v for k, v in payload.items() if k not in RESERVED_KEYS})
@@ -351,7 +392,7 @@ class Trainer:
         """Every rank must start from the same weights: DDP syncs the student, nothing syncs the teacher."""
         if not self.dist.is_distributed:
             return
-        checksum = _state_checksum(self.method.checkpoint_state()).to(self.dist.device)
+        checksum = dist_utils.state_checksum(self.method.checkpoint_state()).to(self.dist.device)
         sums = dist_utils.all_gather_cat(checksum.reshape(1))
         if not torch.all(sums == sums[0]):
             raise RuntimeError("the method's weights differ across ranks before training; build the model with "
@@ -390,17 +431,6 @@ class _LossWindow:
         totals, counts = reduced[: len(names)], reduced[len(names):]
         means = (totals / counts.clamp_min(1)).tolist()
         return dict(zip(names, means))
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors of a (nested) batch to ``device``; the ``meta`` entry stays where it is."""
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: v if k == META_BATCH_KEY else move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    return batch
 
 
 def build_trainer(cfg: Mapping[str, Any], *, method: TrainMethod, loaders_factory: LoadersFactory,
@@ -462,21 +492,3 @@ def _memory_stats(device: torch.device) -> dict[str, float]:
     if device.type != "cuda":
         return {}
     return {"mem_gb": torch.cuda.max_memory_allocated(device) / 2**30}
-
-
-def _state_checksum(state: Any) -> Tensor:
-    """Order-sensitive float64 checksum of every floating tensor in a nested state."""
-    total = torch.zeros((), dtype=torch.float64)
-    position = 0
-    stack = [state]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Tensor):
-            if node.is_floating_point():
-                position += 1
-                total += position * torch.nan_to_num(node.detach().double()).sum().cpu()
-        elif isinstance(node, Mapping):
-            stack.extend(node[k] for k in sorted(node, key=str))
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-    return total

@@ -31,7 +31,8 @@ from pipa_video.evaluation.metrics import Protocol, SegEvaluator
 from pipa_video.evaluation.report import (ReportContext, checkpoint_selection, format_table, per_class_frame,
                                           write_eval_report, write_tc_report)
 from pipa_video.evaluation.temporal import TemporalConsistency
-from pipa_video.models.checkpoint import CheckpointError, load_state_dict_strict  # CheckpointError: re-exported
+from pipa_video.models.checkpoint import (CheckpointError, load_state_dict_strict,  # CheckpointError: re-exported
+                                          read_checkpoint)
 
 DATASET_SECTIONS = ("source", "target", "val", "test")
 CHECKPOINT_KEYS = ("model", "config", "meta")
@@ -113,16 +114,11 @@ def split_index(cfg: Mapping, split: str) -> FrameIndex:
 
 # --- checkpoint -> model -------------------------------------------------------------------------
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    """A pipa-video checkpoint for evaluation: ``read_checkpoint`` (weights only) + the keys it needs."""
+    ckpt = read_checkpoint(path)
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}: expected a dict with {list(CHECKPOINT_KEYS)} "
+        raise CheckpointError(f"{path}: lacks {missing}; expected a dict with {list(CHECKPOINT_KEYS)} "
                               f"as written by the pipa-video engine")
     return ckpt
 

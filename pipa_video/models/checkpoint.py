@@ -15,17 +15,22 @@ missing, unexpected and wrongly shaped key rather than loading part of a checkpo
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import pickle
 import re
 import tempfile
+from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
+
+# The package's only checkpoint error (pipa_video.errors); engine.checkpoint and evaluation.runner
+# re-export it too, so one ``except CheckpointError`` catches them all.
+from pipa_video.errors import CheckpointError, writing
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +43,6 @@ CLASSIFIER_PREFIX = "head."
 # Old torchvision checkpoints lack BatchNorm's counter; PyTorch fills it in on load.
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 MAX_LISTED_KEYS = 20
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, not ours or does not fit the model or config; names the file/keys.
-
-    The package's only checkpoint error: ``pipa_video.engine.checkpoint`` and
-    ``pipa_video.evaluation.runner`` re-export it, so one ``except CheckpointError`` catches them all.
-    """
 
 
 class MiTLayout(str, Enum):
@@ -63,23 +60,60 @@ _LAYOUT_MARKERS = {
 
 
 # ----------------------------------------------------------------------------------------- reading
-def read_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, Any]:
-    """``torch.load`` a file onto the CPU. Only tensors and plain containers unless ``allow_pickle``."""
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_PICKLE_MAGIC = b"\x80"  # the legacy format: a pickle (protocol >= 2)
+_ALLOW_PICKLE: ContextVar[bool] = ContextVar("pipa_video_allow_pickle", default=False)
+
+
+@contextlib.contextmanager
+def pickle_loading(allowed: bool) -> Iterator[None]:
+    """Inside, ``read_checkpoint`` unpickles arbitrary objects when ``allowed`` (the CLI's ``--allow-pickle``)."""
+    token = _ALLOW_PICKLE.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_PICKLE.reset(token)
+
+
+def read_checkpoint(path: str | os.PathLike, *, allow_pickle: bool | None = None,
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """The package's one ``torch.load``: a checkpoint file as a dict, tensors and plain values only.
+
+    ``weights_only=True`` unless ``allow_pickle`` (default: inside ``pickle_loading(True)``, which
+    ``--allow-pickle`` sets): unpickling arbitrary objects can run code from the file. ``mmap=True``
+    maps tensors lazily. Raises ``CheckpointError`` naming the file for a missing, foreign, corrupt or
+    truncated file, and for one that needs unpickling when that is not allowed.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+        raise CheckpointError(f"{path}: checkpoint " + ("is a directory, expected a file" if path.is_dir()
+                                                        else "not found"))
+    trusted = _ALLOW_PICKLE.get() if allow_pickle is None else allow_pickle
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: holds objects other than tensors and plain containers (e.g. training state "
-            f"of mmengine); pass allow_pickle=True (--allow-pickle) if you trust the file. ({err})"
-        ) from err
-    except Exception as err:  # noqa: BLE001  (torch raises many types for a corrupt file)
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint: {err}") from err
+        obj = torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
+    except Exception as err:  # noqa: BLE001  (torch raises many types for a foreign or damaged file)
+        raise CheckpointError(_unreadable(path, err)) from err
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a dict, got {type(obj).__name__}")
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict")
     return dict(obj)
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` failed on ``path``, as one line."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        return f"{path}: not a torch checkpoint (expected a file written by torch.save; it starts with {head!r})"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"{path}: holds Python objects other than tensors and plain values ({found.group(1)}); expected "
+                "a weights-only checkpoint (unpickling can run code from the file: pass --allow-pickle only "
+                "if you trust it)")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if "error" in line.lower() and "Weights only" not in line),
+                  lines[0] if lines else type(err).__name__)
+    return f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {reason[:200]})"
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, Any], *, source: str) -> dict[str, Tensor]:
@@ -126,7 +160,7 @@ def select_backbone(state: Mapping[str, Tensor], *, prefix: str | None, source: 
 
 
 def read_state_dict(path: str | os.PathLike, *, prefix: str | None = None,
-                    allow_pickle: bool = False) -> dict[str, Tensor]:
+                    allow_pickle: bool | None = None) -> dict[str, Tensor]:
     """Read a checkpoint file and return its backbone state dict (see :func:`select_backbone`)."""
     state = unwrap_state_dict(read_checkpoint(path, allow_pickle=allow_pickle), source=str(path))
     return select_backbone(state, prefix=prefix, source=str(path))
@@ -299,7 +333,7 @@ def check_state_dict(expected: Mapping[str, Tensor | torch.Size], state: Mapping
 
 
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike, *, prefix: str | None = None,
-                          allow_pickle: bool = False) -> None:
+                          allow_pickle: bool | None = None) -> None:
     """Load a local checkpoint into a backbone, all keys or none.
 
     The model's ``filter_checkpoint`` (if it has one) maps foreign layouts onto its own keys first.
@@ -331,21 +365,23 @@ def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file in the destination folder, fsync, rename over ``path``.
 
     The one checkpoint writer of the package (converted backbones, training checkpoints): a crash
-    leaves either the old file or the new one, never half of one.
+    leaves either the old file or the new one, never half of one. A failed write (disk full,
+    read-only, permission) raises ``WriteError`` naming ``path``; its temp file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
     return path
 

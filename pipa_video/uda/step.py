@@ -117,9 +117,11 @@ def _reference(clip: dict) -> Tensor | None:
 
 def _upsampled_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> Tensor:
     logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
+    pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")  # 0 at ignored pixels
     if weight is None:
-        return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
-    pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
+        # Mean over the labelled pixels; a crop with none (all ignore, e.g. inside VIPER's masked ego
+        # vehicle) contributes 0, where F.cross_entropy's mean would divide by zero (NaN).
+        return pixel.sum() / (label != IGNORE_INDEX).sum().clamp_min(1)
     return (pixel * weight).mean()  # DAFormer normalises by all pixels, not by the weight sum
 
 

@@ -38,14 +38,14 @@ def config(tmp_path, *, class_set="cityscapes19", index_class_set=None, target=T
     cfg = dict(
         class_set=class_set,
         data=dict(
-            source=dict(index=source, offsets=[-1], crop_size=(16, 16), ratio_range=(0.5, 2.0), flip_prob=0.5,
+            source=dict(index=source, offsets=[-1], crop_size=(32, 32), ratio_range=(0.5, 2.0), flip_prob=0.5,
                         photometric=True),
             target=dict(index=write_tiny_index(tmp_path / "tgt", index_class_set or class_set) if target else None,
                         offsets=[-1], keys="all", resize=(20, 12)),
             val=dict(index=source),
-            source_batch_size=2, target_batch_size=3, num_workers=0,
+            source_batch_size=2, target_batch_size=2, num_workers=0,  # ClassMix pairs them: equal
         ),
-        evaluation=dict(resize=(20, 12)),
+        evaluation=dict(resize=(64, 36)),  # network inputs are >= 32 pixels a side (config.MIN_INPUT_SIDE)
         runtime=dict(seed=1, device="cpu"),
     )
     for key, value in data.items():
@@ -57,7 +57,7 @@ def test_build_clip_dataset_applies_the_section(tmp_path):
     ds = build_clip_dataset(config(tmp_path), "source")
     assert len(ds) == 6 and ds.offsets == [-1] and ds.name == "test/train"
     sample = ds[(3, 0)]
-    assert sample["img"].shape == (2, 3, 16, 16) and sample["label"].shape == (2, 16, 16)
+    assert sample["img"].shape == (2, 3, 32, 32) and sample["label"].shape == (2, 32, 32)
     assert sample["has_label"].tolist() == [True, False]
     target = build_clip_dataset(config(tmp_path), "target")
     assert target[(0, 0)]["img"].shape == (2, 3, 12, 20)  # resize only
@@ -87,7 +87,7 @@ def test_eval_dataset_resizes_images_not_labels(tmp_path):
     ds = build_eval_dataset(config(tmp_path), "val")
     sample = ds[5]
     assert ds.offsets == [] and len(ds) == 6
-    assert sample["img"].shape == (1, 3, 12, 20) and sample["label"].shape == (1, 24, 40)
+    assert sample["img"].shape == (1, 3, 36, 64) and sample["label"].shape == (1, 24, 40)
     assert bool((sample["label"] == 0).all())
     with pytest.raises(ValueError, match="evaluation split"):
         build_eval_dataset(config(tmp_path / "b"), "source")
@@ -98,8 +98,8 @@ def test_train_loaders_resume_exactly(tmp_path):
     source, target = build_train_loaders(cfg, start_iter=0)
     batches = [(next(source), next(target)) for _ in range(4)]
     src, tgt = batches[0]
-    assert src["img"].shape == (2, 2, 3, 16, 16) and src["label"].shape == (2, 2, 16, 16)
-    assert tgt["img"].shape == (3, 2, 3, 12, 20) and not tgt["has_label"][:, 1].any()
+    assert src["img"].shape == (2, 2, 3, 32, 32) and src["label"].shape == (2, 2, 32, 32)
+    assert tgt["img"].shape == (2, 2, 3, 12, 20) and not tgt["has_label"][:, 1].any()
     resumed_source, resumed_target = build_train_loaders(cfg, start_iter=3)
     src3, tgt3 = next(resumed_source), next(resumed_target)
     assert torch.equal(src3["img"], batches[3][0]["img"]) and torch.equal(src3["label"], batches[3][0]["label"])

@@ -96,11 +96,18 @@ def test_one_frame_sequences(tmp_path):
     assert clips_of(dataset(only, [])) == [[7]]
 
 
-def test_gap_inside_a_sequence_is_an_error_naming_it(tmp_path):
-    index_dir = write_tiny_index(tmp_path, {"seq_x": [0, 1, 3, 4]})
-    with pytest.raises(DatasetError, match=r"'seq_x' has no frame 2"):
-        dataset(index_dir, [-1])
-    assert clips_of(dataset(index_dir, [])) == [[0], [1], [3], [4]]
+def test_a_gap_inside_a_sequence_skips_only_the_clips_that_need_it(tmp_path, caplog):
+    index_dir = write_tiny_index(tmp_path, {"seq_x": [0, 1, 3, 4], "seq_y": [0, 1, 2]})
+    with caplog.at_level("WARNING", logger="pipa_video"):
+        ds = dataset(index_dir, [-1])
+    assert clips_of(ds) == [[0, 0], [1, 0], [4, 3], [0, 0], [1, 0], [2, 1]]  # key 3 of seq_x needs frame 2
+    assert "skipping 1 of 7 clips that need a frame missing from their sequence (e.g. 'seq_x' frame 2, " \
+           "for key frame 3)" in caplog.text
+    assert clips_of(dataset(index_dir, [1], boundary="skip")) == [[0, 1], [3, 4], [0, 1], [1, 2]]
+    assert clips_of(dataset(index_dir, [])) == [[0], [1], [3], [4], [0], [1], [2]]
+    only_gaps = write_tiny_index(tmp_path / "gaps", {"seq_z": [0, 2, 4]})
+    with pytest.raises(DatasetError, match="every clip needs a missing frame"):
+        dataset(only_gaps, [-1], boundary="skip")
 
 
 def test_key_frame_selection(tmp_path):

@@ -110,15 +110,15 @@ def test_unknown_raw_ids_fail_naming_file_and_ids(tmp_path):
     np.testing.assert_array_equal(written[1:], label_lut("cityscapes", "cityscapes19")[raw[1:]])
 
 
-def test_failed_prepare_removes_a_previous_index(tmp_path):
+def test_failed_prepare_keeps_the_previous_index_whole(tmp_path):
     tree = make_synthia_tree(tmp_path / "data")
     out = prepare("synthia", tmp_path / "data", tmp_path / "index", quiet=True)
-    assert (out / "index.csv").is_file()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (tmp_path / "data" / tree.frames.raw_label.iloc[2]).write_bytes(b"\x89PNG truncated")
     with pytest.raises(DatasetError, match=r"GT/LABELS/0000002\.png"):
         prepare("synthia", tmp_path / "data", tmp_path / "index", quiet=True)
-    assert not (out / "index.csv").exists() and not (out / "meta.json").exists()
-    assert no_temp_files(out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # the new index replaces it whole
+    assert no_temp_files(out) and not [p for p in tmp_path.iterdir() if p.name.startswith(".index")]
 
 
 def test_corrupt_image_is_an_error_naming_it(tmp_path):
@@ -161,7 +161,7 @@ def test_prepare_video_counts_are_zero(tmp_path):
 
 
 def test_cli_wrong_root_and_required_class_set(tmp_path, capsys):
-    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--quiet"], layout="gta") == 1
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--quiet"], layout="gta") == 3  # data
     assert "nowhere not found: expected ROOT/images/" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--out", str(tmp_path / "o")], layout="cityscapes_seq")

@@ -52,16 +52,16 @@ def test_one_checkpoint_error_class_under_every_import_path():
 
 
 def test_missing_corrupt_and_foreign_files_get_clear_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="nope.pth does not exist"):
+    with pytest.raises(CheckpointError, match="nope.pth: checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pth")
     good = save_checkpoint(_payload(1), tmp_path / "good.pth")
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="truncated.pth is corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="truncated.pth: corrupt or truncated"):
         load_checkpoint(truncated)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="garbage.pth is corrupt"):
+    with pytest.raises(CheckpointError, match="garbage.pth: not a torch checkpoint"):
         load_checkpoint(garbage)
     foreign = tmp_path / "foreign.pth"
     torch.save({"state_dict": {}}, foreign)
@@ -73,7 +73,7 @@ def test_missing_corrupt_and_foreign_files_get_clear_errors(tmp_path):
     torch.save({"format_version": 1, "meta": {}, "obj": np.zeros(2)}, unsafe)  # numpy is not plain data
     with pytest.raises(CheckpointError, match="other than tensors"):
         load_checkpoint(unsafe)
-    with pytest.raises(CheckpointError, match="not a file"):
+    with pytest.raises(CheckpointError, match="is a directory, expected a file"):
         load_checkpoint(tmp_path)
 
 

@@ -20,7 +20,7 @@ def _cfg(method="self_training", head="segformer", load_from=None):
 def _save(tmp_path, cfg, seed=3):
     torch.manual_seed(seed)
     trained = build_method(cfg)
-    path = save_checkpoint({"model": trained.student.segmentor.state_dict(), "config": cfg,
+    path = save_checkpoint({"model": trained.student.segmentor.state_dict(), "config": cfg.to_dict(),
                             "meta": make_meta(class_set=cfg["class_set"], num_classes=15, iteration=7,
                                               selection="last iteration")}, tmp_path / "source_only.pth")
     return trained, path
@@ -51,5 +51,5 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_keys(tmp_path):
 
 def test_a_missing_checkpoint_is_named(tmp_path):
     cfg = _cfg(load_from=str(tmp_path / "nope.pth"))
-    with pytest.raises(CheckpointError, match="nope.pth not found"):
+    with pytest.raises(CheckpointError, match="nope.pth: checkpoint not found"):
         init_from_checkpoint(build_method(cfg), cfg)

@@ -1,6 +1,8 @@
 """Official (SegFormer) and mmsegmentation MiT checkpoints load into our timm MiT, strictly."""
 import argparse
+import errno
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -143,7 +145,7 @@ def test_unknown_layout_missing_file_prefix_and_pickles_are_named(tmp_path):
     load_backbone_weights(_ours(), path, prefix="model.backbone.")  # explicit prefix works
     pickled = tmp_path / "pickled.pth"
     torch.save({"state_dict": _ours().state_dict(), "meta": argparse.Namespace(seed=0)}, pickled)
-    with pytest.raises(CheckpointError, match="allow_pickle"):
+    with pytest.raises(CheckpointError, match="argparse.Namespace.*--allow-pickle"):
         load_backbone_weights(_ours(), pickled)
     load_backbone_weights(_ours(), pickled, allow_pickle=True)
 
@@ -200,11 +202,33 @@ def test_converter_refuses_the_wrong_arch_and_leaves_the_output_alone(tmp_path, 
     torch.save(_reference(OfficialMiT).state_dict(), src)
     dst = tmp_path / "out.pth"
     dst.write_bytes(b"previous")
-    assert converter.main([str(src), str(dst), "--arch", "mit_b0"]) == 1
+    assert converter.main([str(src), str(dst), "--arch", "mit_b0"]) == 4  # errors.ExitCode.CHECKPOINT
     err = capsys.readouterr().err
     assert "does not match mit_b0" in err and "--arch mit_demo" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("convert_mit_checkpoint.py: error: ")
     assert dst.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, dst.name])  # no temp left
+
+
+def test_converter_errors_are_one_line_with_an_exit_code_per_kind(tmp_path, converter, capsys, monkeypatch):
+    text = tmp_path / "notes.pth"
+    text.write_text("a,b\n1,2\n")
+    assert converter.main([str(text), str(tmp_path / "out.pth"), "--arch", "mit_demo"]) == 4
+    assert capsys.readouterr().err == (f"convert_mit_checkpoint.py: error: {text}: not a torch checkpoint (expected "
+                                       "a file written by torch.save; it starts with b'a,b\\n')\n")
+    src = tmp_path / "mit_demo.pth"
+    torch.save(_reference(OfficialMiT).state_dict(), src)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    assert converter.main([str(src), str(tmp_path / "out.pth"), "--arch", "mit_demo", "--debug"]) == 6
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1].startswith(f"convert_mit_checkpoint.py: error: {tmp_path / 'out.pth'}: "
+                                                    "No space left on device")
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_strict_state_dict_load_is_all_or_nothing_and_accepts_ddp_prefixes():

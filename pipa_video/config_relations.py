@@ -1,0 +1,90 @@
+"""Relations between config keys, checked by ``config.validate`` after every key's own type and range.
+
+Each error names the key to change and what was expected, like the single-key errors:
+``data.target.crop_size: expected data.source.crop_size=(512, 512) (ClassMix pastes ...), got (256, 256)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pipa_video.errors import ConfigError
+
+# The backbones' first spatial reduction (MiT: an 8x8 kernel on the stride-4 map) and deepest stride
+# (32) need at least this many pixels per side of every image the student sees (crops, patch crops).
+MIN_INPUT_SIDE = 32
+FEATURE_STRIDE = 4  # the segmentor's features are at 1/4 of the input; patch crops align to it
+
+
+def check_relations(cfg: dict) -> None:
+    """Constraints between keys, named like single-key errors (each key's own range is checked before)."""
+    sched, opt_cfg = cfg["schedule"], cfg["optimizer"]
+    if sched["warmup_iters"] > sched["iters"]:
+        raise ConfigError(f"schedule.warmup_iters: must be in [0, schedule.iters={sched['iters']}], "
+                          f"got {sched['warmup_iters']}")
+    if sched["min_lr"] > opt_cfg["lr"]:
+        raise ConfigError(f"schedule.min_lr: expected at most optimizer.lr={opt_cfg['lr']}, got {sched['min_lr']}")
+    from pipa_video.data.classes import CLASS_SETS
+
+    if cfg["class_set"] not in CLASS_SETS:
+        raise ConfigError(f"class_set: {cfg['class_set']!r} is not one of {sorted(CLASS_SETS)}")
+    for section in ("source", "target", "val", "test"):
+        _check_clip_section(cfg["data"][section], f"data.{section}")
+    if cfg["uda"]["method"] == "self_training" and cfg["data"]["target"]["index"] is not None:
+        _check_mixing(cfg)
+    _check_patch(cfg)
+    ev = cfg["evaluation"]
+    if ev["mode"] == "slide" and any(s > w for s, w in zip(ev["stride"], ev["window"])):
+        raise ConfigError(f"evaluation.stride: expected at most evaluation.window={tuple(ev['window'])} per side "
+                          f"(a larger stride skips pixels), got {tuple(ev['stride'])}")
+    if not ev["scales"]:
+        raise ConfigError("evaluation.scales: expected at least one scale, got []")
+
+
+def _check_clip_section(section: dict, key: str) -> None:
+    ratio = section["ratio_range"]
+    if ratio is not None and ratio[0] > ratio[1]:
+        raise ConfigError(f"{key}.ratio_range: expected (low, high) with low <= high, got {tuple(ratio)}")
+    offsets = section["offsets"]
+    if 0 in offsets or len(set(offsets)) != len(offsets):
+        raise ConfigError(f"{key}.offsets: expected distinct non-zero frame steps (0 is the key frame itself), "
+                          f"got {list(offsets)}")
+
+
+def _check_mixing(cfg: dict) -> None:
+    """ClassMix pastes source image i onto target image i: same batch size, same crop size."""
+    data = cfg["data"]
+    if data["source_batch_size"] != data["target_batch_size"]:
+        raise ConfigError(f"data.target_batch_size: expected data.source_batch_size={data['source_batch_size']} "
+                          f"(ClassMix pairs source and target images), got {data['target_batch_size']}")
+    source, target = data["source"]["crop_size"], data["target"]["crop_size"]
+    if source is not None and target is not None and tuple(source) != tuple(target):
+        raise ConfigError(f"data.target.crop_size: expected data.source.crop_size={_tuple(source)} (ClassMix "
+                          f"pastes source pixels onto target images of the same size), got {_tuple(target)}")
+    uda = cfg["uda"]
+    ignored = uda["pseudo_ignore_top"] + uda["pseudo_ignore_bottom"]
+    if target is not None and ignored >= target[0]:
+        raise ConfigError(f"uda.pseudo_ignore_bottom: pseudo_ignore_top + pseudo_ignore_bottom = {ignored} rows "
+                          f"leave nothing of the {target[0]}-row target crop; expected fewer")
+
+
+def _check_patch(cfg: dict) -> None:
+    patch = cfg["uda"]["patch_contrast"]
+    iou = patch["iou_range"]
+    if iou[0] > iou[1]:
+        raise ConfigError(f"uda.patch_contrast.iou_range: expected (low, high) with low <= high, got {tuple(iou)}")
+    if patch["weight"] <= 0 or cfg["uda"]["method"] != "self_training":
+        return
+    if patch["views"] == "mixed_and_crop" and not iou[0] <= patch["crop_ratio"] ** 2 <= iou[1]:
+        raise ConfigError(f"uda.patch_contrast.crop_ratio: with views='mixed_and_crop' the crop covers crop_ratio^2 = "
+                          f"{patch['crop_ratio'] ** 2:.3f} of the mixed view, outside iou_range {tuple(iou)}")
+    crop = cfg["data"]["target"]["crop_size"]
+    if crop is not None:
+        sides = [max(FEATURE_STRIDE, int(s * patch["crop_ratio"]) // FEATURE_STRIDE * FEATURE_STRIDE) for s in crop]
+        if min(sides) < MIN_INPUT_SIDE:
+            raise ConfigError(f"uda.patch_contrast.crop_ratio: a {patch['crop_ratio']} crop of the {_tuple(crop)} "
+                              f"target crop is {tuple(sides)} pixels; expected at least {MIN_INPUT_SIDE} per side "
+                              f"(the backbone's input minimum): raise crop_ratio or data.*.crop_size")
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
