@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pipa_video.cli import main
-from pipa_video.data.synthetic import SyntheticSpec
+from pipa_video.synthetic import SyntheticSpec
 from pipa_video.demo import prepare_demo_data
 from tests.footage_media import numbered_frames, write_av, write_photo
 

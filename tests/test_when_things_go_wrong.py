@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipa_video.cli import main
-from pipa_video.data.synthetic import SyntheticSpec
+from pipa_video.synthetic import SyntheticSpec
 from pipa_video.demo import prepare_demo_data
 from pipa_video.engine.finite import named_float_tensors
 from pipa_video.engine.workdir import WorkDirLock

@@ -218,6 +218,6 @@ def test_prepare_script_wrong_root_is_one_error_line(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "data_tools/prepare_dark_zurich.py"), str(tmp_path / "dz"),
                              "--split", "val", "--out", str(tmp_path / "index")],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 3  # data error (exit codes: pipa_video/errors.py)
     assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'dz'} not found: expected {DZ.expected}"]
+        f"prepare_dark_zurich.py: error: {tmp_path / 'dz'} not found: expected {DZ.expected}"]

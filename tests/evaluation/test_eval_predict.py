@@ -142,7 +142,7 @@ def test_truncated_video_is_one_error_line_naming_file_and_frame(tiny, tmp_path,
     code = main(["predict", "--config", str(cfg_path), "--checkpoint", ckpt, "--input", str(video),
                  "--out", str(tmp_path / "out")])
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not the progress bar
-    assert code == 2 and len(err) == 1
+    assert code == 3 and len(err) == 1
     assert "pipa-video predict: error: " in err[0] and "cut.avi: cannot decode frame 10: Invalid data" in err[0]
     assert not (tmp_path / "out").exists()
 

@@ -189,7 +189,7 @@ def test_predict_format_command_exports_the_models_predictions(tmp_path, capsys)
     written = decode(tmp_path / "out" / "dark_zurich" / "labelTrainIds" / index.image_path(0).name)
     np.testing.assert_array_equal(written, expected[0])
     assert IGNORE_INDEX not in written
-    assert cli_main(argv[:-4] + ["--out", str(tmp_path / "o2")]) == 2  # no data.test.index in the config
+    assert cli_main(argv[:-4] + ["--out", str(tmp_path / "o2")]) == 3  # data error: no data.test.index in the config
     assert "data.test.index is not set" in capsys.readouterr().err
     assert cli_main(["predict", "--config", str(tmp_path / "cfg.py"), "--checkpoint", "x", "--out", "o"]) == 2
     assert "predict needs --input FOOTAGE, or --format" in capsys.readouterr().err
