@@ -4,7 +4,7 @@
     pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input VIDEO_OR_FOLDER --out DIR
-    pipa-video demo [--work-dir DIR] [--iters N]
+    pipa-video demo [--work-dir DIR] [--iters N] [--seed S | --seeds 0,1,2,3,4]
 """
 from __future__ import annotations
 
@@ -69,10 +69,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipa_video.demo import run_demo
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected at least two distinct seeds, got {text!r}")
+    return seeds
 
-    run_demo(work_dir=Path(args.work_dir), iters=args.iters, seed=args.seed)
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipa_video.demo import run_demo, run_demo_seeds
+
+    if args.seeds is not None:
+        run_demo_seeds(work_dir=Path(args.work_dir), seeds=args.seeds, iters=args.iters)
+    else:
+        run_demo(work_dir=Path(args.work_dir), iters=args.iters, seed=args.seed)
     return 0
 
 
@@ -116,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")
     p.add_argument("--work-dir", default="work_dirs/demo")
     p.add_argument("--iters", type=int, default=None, help="training iterations per method (default: the demo configs')")
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="one run of each method (default 0)")
+    seeds.add_argument("--seeds", type=_seed_list, default=None, metavar="S1,S2,...",
+                       help="every method at each seed: per-seed table, mean / std, paired differences with a "
+                            "95%% Student t interval, and a plot (seeds.png); no overlay video")
     p.set_defaults(func=cmd_demo)
     return parser
 
