@@ -5,8 +5,9 @@ computed (DAFormer style), which frees that stage's activations before the next 
 
 1. ``_source_stage``: supervised cross-entropy on source key frames (+ ImageNet feature distance,
    + pixel contrast on source ground truth).
-2. ``_teacher_stage``: one batched, gradient-free teacher forward over target key frames, target
-   reference frames (video) and source key frames (memory-bank features).
+2. ``_teacher_stage``: gradient-free teacher forwards over target key frames, target reference frames
+   (video) and source key frames (memory-bank features): each part alone when BatchNorm uses batch
+   statistics (DAFormer), one batch when it uses running statistics.
 3. ``_mix_stage``: ClassMix + strong augmentation, weighted cross-entropy on the mixed image,
    + temporal contrast (key-frame features of target pixels of the mixed view against the
    reference frame), + pixel contrast on confident target pseudo-labels when enabled.
