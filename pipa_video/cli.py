@@ -6,7 +6,7 @@
     pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
     pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR]
-    pipa-video demo [--work-dir DIR] [--iters N]
+    pipa-video demo [--work-dir DIR] [--iters N] [--seed S | --seeds 0,1,2,3,4]
 
 Commands that read checkpoints take --allow-pickle (unpickle arbitrary objects: trusted files only;
 checkpoints are read with weights_only=True otherwise). Every command takes --debug (print the
@@ -103,10 +103,23 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipa_video.demo import run_demo
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected at least two distinct seeds, got {text!r}")
+    return seeds
 
-    run_demo(work_dir=Path(args.work_dir), iters=args.iters, seed=args.seed)
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipa_video.demo import run_demo, run_demo_seeds
+
+    if args.seeds is not None:
+        run_demo_seeds(work_dir=Path(args.work_dir), seeds=args.seeds, iters=args.iters)
+    else:
+        run_demo(work_dir=Path(args.work_dir), iters=args.iters, seed=args.seed)
     return 0
 
 
@@ -192,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, checkpoints=False)
     p.add_argument("--work-dir", default="work_dirs/demo")
     p.add_argument("--iters", type=int, default=None, help="training iterations per method (default: the demo configs')")
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="one run of each method (default 0)")
+    seeds.add_argument("--seeds", type=_seed_list, default=None, metavar="S1,S2,...",
+                       help="every method at each seed: per-seed table, mean / std, paired differences with a "
+                            "95%% Student t interval, and a plot (seeds.png); no overlay video")
     p.set_defaults(func=cmd_demo)
     return parser
 

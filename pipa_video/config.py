@@ -92,6 +92,9 @@ def _dataset(**overrides: Spec) -> dict:
         keys=opt(str, "labelled", choices=("labelled", "all")),  # which frames can be key frames
         boundary=opt(str, "clamp", choices=("clamp", "skip")),  # reference frames past a sequence end
         resize=size_opt(within="[1, inf)"),  # (w, h) every frame is resized to first, or None
+        # True: mmseg's Resize(img_scale=resize) (keep_ratio=True, its default): the largest size with the
+        # frame's aspect that fits resize (GTA5 1914x1052 -> 1280x704); False: exactly resize.
+        keep_ratio=opt(bool, False),
         # random rescale of that size, e.g. (0.5, 2.0); low <= high
         ratio_range=opt(tuple, nullable=True, items=float, length=2, within="(0, inf)"),
         crop_size=size_opt(),  # (h, w) random crop, or None; >= 32 per side (MIN_INPUT_SIDE)
@@ -114,10 +117,19 @@ SCHEMA: dict = dict(
             rcs=dict(
                 enabled=opt(bool, False),  # rare-class sampling of source key frames
                 temperature=opt(float, 0.01, within="(0, inf)"),
-                min_pixels=opt(int, 3000, within="[0, inf)"),
+                min_pixels=opt(int, 3000, within="[0, inf)"),  # a frame is a candidate for class c with > min_pixels of c
+                # Re-draw the crop (up to 10 times) until it holds > min_pixels * min_crop_ratio pixels of
+                # the drawn class (DAFormer 0.5, HRDA 2.0); 0 keeps the first crop.
+                min_crop_ratio=opt(float, 0.5, within="[0, inf)"),
             ),
+            frame_crop=opt(tuple, nullable=True, items=int, length=4, within="[0, inf)"),  # (top, bottom, left, right) pixels cut off every stored frame
         ),
-        target=_dataset(),
+        target=_dataset(
+            frame_crop=opt(tuple, nullable=True, items=int, length=4, within="[0, inf)"),
+            # HRDA's crop-aware pseudo-label margins (top, bottom, left, right) in stored-frame pixels, masked
+            # before the crop (HRDA/PiPa: (30, 240, 30, 30) on 2048x1024 Cityscapes); None: no margins.
+            pseudo_margins=opt(tuple, nullable=True, items=int, length=4, within="[0, inf)"),
+        ),
         val=_dataset(),
         test=_dataset(),
         source_batch_size=opt(int, 2, within="[1, inf)"),
@@ -142,10 +154,25 @@ SCHEMA: dict = dict(
         method=opt(str, "self_training", choices=("source_only", "self_training")),
         ema_alpha=opt(float, 0.999, within="[0, 1)"),
         pseudo_threshold=opt(float, 0.968, within="[0, 1]"),
-        pseudo_weight=opt(str, "image", choices=("image", "pixel")),
-        # rows at the top / bottom of target frames left out of pseudo-labels; together < the crop height
+        # 'batch': DAFormer, one weight for the whole batch, the share of pixels with confidence >= threshold;
+        # 'image': that share per image; 'pixel': 1 where confident, else 0. Padding never counts.
+        pseudo_weight=opt(str, "batch", choices=("batch", "image", "pixel")),
+        # rows at the top / bottom of the target crop left out of pseudo-labels (DAFormer); together < the crop height
         pseudo_ignore_top=opt(int, 0, within="[0, inf)"),
         pseudo_ignore_bottom=opt(int, 0, within="[0, inf)"),
+        # ClassMix: 'batch' = DAFormer's get_class_masks: per image, half of the classes present in the whole
+        # source batch, 255 included; 'image' = half of the image's own classes, 255 excluded.
+        classmix_classes=opt(str, "batch", choices=("batch", "image")),
+        # Source cross-entropy: 'all_pixels' = mmseg 0.x (mean over every pixel, ignored ones count 0);
+        # 'labelled_pixels' = torch's default (mean over the labelled pixels).
+        source_ce_average=opt(str, "all_pixels", choices=("all_pixels", "labelled_pixels")),
+        # 'batch' = DAFormer: EMA of the parameters only; the teacher runs with dropout/DropPath off but
+        # BatchNorm in train mode (each forward normalised by its own batch). 'ema' = eval mode, BatchNorm
+        # running statistics averaged with the parameters.
+        teacher_norm=opt(str, "batch", choices=("batch", "ema")),
+        # 'batch' = DAFormer: one draw per batch decides whether jitter (and blur) apply, parameters per
+        # image; 'image' = each image decides on its own.
+        strong_aug_draw=opt(str, "batch", choices=("batch", "image")),
         color_jitter_strength=opt(float, 0.2, within="[0, 1]"),  # factors in [1 - s, 1 + s], hue +-s*180 deg
         # Probability of APPLYING the jitter. DAFormer's code passes p=0.2 but jitters when
         # uniform() > p, i.e. with probability 0.8; we keep its behaviour and name it plainly.
@@ -158,6 +185,8 @@ SCHEMA: dict = dict(
         pixel_contrast=dict(
             weight=opt(float, 0.0, within="[0, inf)"),  # alpha; 0 switches the term off
             tau=opt(float, 0.1, within="(0, inf)"),
+            # PiPa's code multiplies the loss by tau / base_tau (SupCon's base_temperature, 0.07); None: by 1.
+            base_tau=opt(float, nullable=True, within="(0, inf)"),
             proj_dim=opt(int, 256, within="[1, inf)"),
             anchors_per_class=opt(int, 64, within="[1, inf)"),
             bank_size=opt(int, 200, within="[0, inf)"),  # memory-bank entries per class; 0 = no bank

@@ -4,6 +4,11 @@ The demo goes through exactly the code a real run uses: the synthetic benchmark 
 VIPER and Cityscapes-Seq layouts, prepared by the same prepare tools, read by the same readers,
 trained by the same engine, and reported by the same evaluation. Model selection uses the held-out
 target ``val`` split; the reported numbers are on the target ``test`` split.
+
+``run_demo_seeds`` (``pipa-video demo --seeds 0,1,2,3,4``) trains every method at every seed on one
+generated benchmark and reports mean and standard deviation per method and, for the paired per-seed
+differences (PiPa++ - self-training, self-training - source-only), their mean with a Student t 95%
+interval (``evaluation.stats``), as ``summary.json``, ``summary.md`` and a plot of the per-seed points.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipa_video.config import load_config
-from pipa_video.data.index import atomic_write_text, load_index
+from pipa_video.data.index import atomic_write_bytes, atomic_write_text, load_index
+from pipa_video.evaluation.stats import mean_std, paired_difference
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "demo"
 REPORT_SPLIT = "test"
@@ -32,6 +38,9 @@ METHODS = (
     DemoMethod("self_training", "dacs_synthetic.py"),
     DemoMethod("pipa++", "pipa++_synthetic.py"),
 )
+# Paired comparisons of the multi-seed demo: (minuend, subtrahend).
+PAIRS = (("pipa++", "self_training"), ("self_training", "source_only"))
+BENCHMARK = "synthetic VIPER-layout source -> Cityscapes-Seq-layout target (viper15 class set)"
 
 
 def prepare_demo_data(data_dir: Path, *, seed: int, spec=None) -> dict[str, Path]:
@@ -58,7 +67,8 @@ def prepare_demo_data(data_dir: Path, *, seed: int, spec=None) -> dict[str, Path
     return out
 
 
-def demo_config(method: DemoMethod, indexes: dict[str, Path], *, iters: int | None, seed: int):
+def demo_config(method: DemoMethod, indexes: dict[str, Path], *, iters: int | None, seed: int,
+                extra: dict[str, Any] | None = None):
     if not CONFIG_DIR.is_dir():
         raise FileNotFoundError(f"{CONFIG_DIR} not found: the demo reads the configs of a source checkout "
                                 f"(install with pip install -e .)")
@@ -74,7 +84,7 @@ def demo_config(method: DemoMethod, indexes: dict[str, Path], *, iters: int | No
         overrides["schedule.warmup_iters"] = min(iters // 10, load_config(CONFIG_DIR / method.config).schedule.warmup_iters)
         overrides["runtime.checkpoint_interval"] = max(1, iters // 3)
         overrides["runtime.eval_interval"] = max(1, iters // 3)
-    return load_config(CONFIG_DIR / method.config, overrides)
+    return load_config(CONFIG_DIR / method.config, {**overrides, **(extra or {})})
 
 
 def _selected_checkpoint(run_dir: Path) -> Path:
@@ -148,7 +158,7 @@ def run_demo(*, work_dir: Path, iters: int | None = None, seed: int = 0,
     video = overlay_video(cfg, Path(results[methods[-1].name]["checkpoint"]), indexes["target_test"],
                           work_dir / "overlay")
     summary = {
-        "benchmark": "synthetic VIPER-layout source -> Cityscapes-Seq-layout target (viper15 class set)",
+        "benchmark": BENCHMARK,
         "protocol": cfg.evaluation.protocol,
         "reported_split": f"target {REPORT_SPLIT}",
         "selection_split": "target val (held-out)",
@@ -159,6 +169,106 @@ def run_demo(*, work_dir: Path, iters: int | None = None, seed: int = 0,
     }
     atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2))
     table = format_table(results)
+    atomic_write_text(work_dir / "summary.md", table + "\n")
+    print(table)
+    print(f"summary: {work_dir / 'summary.json'} ({summary['total_wall_time_s']:.0f} s)")
+    return summary
+
+
+# --- several seeds ----------------------------------------------------------------------------
+def seed_statistics(runs: dict[int, dict[str, dict]], methods: tuple[DemoMethod, ...]) -> dict[str, Any]:
+    """Per method the per-seed target mIoU with mean / std; per pair of ``PAIRS`` the paired difference."""
+    seeds = sorted(runs)
+    per_method: dict[str, dict] = {}
+    for method in methods:
+        values = [runs[s][method.name]["target_mIoU"] for s in seeds]
+        per_method[method.name] = {
+            "target_mIoU_per_seed": values, **mean_std(values),
+            "flicker_rate_per_seed": [runs[s][method.name]["flicker_rate"] for s in seeds],
+            "flow_warped_consistency_per_seed": [runs[s][method.name]["flow_warped_consistency"] for s in seeds],
+        }
+    paired = {f"{a} - {b}": paired_difference(per_method[a]["target_mIoU_per_seed"], per_method[b]["target_mIoU_per_seed"])
+              for a, b in PAIRS if a in per_method and b in per_method}
+    return {"seeds": seeds, "methods": per_method, "paired": paired}
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_seed_tables(stats: dict[str, Any]) -> str:
+    """Markdown: target mIoU per seed with mean and std; the paired differences with their 95% interval."""
+    seeds = stats["seeds"]
+    head = " / ".join(str(s) for s in seeds)
+    lines = [f"| method | target mIoU (seeds {head}) | mean | std |", "| --- | --- | --- | --- |"]
+    for name, m in stats["methods"].items():
+        per_seed = " / ".join(f"{v:.2f}" for v in m["target_mIoU_per_seed"])
+        lines.append(f"| {name} | {per_seed} | {_fmt(m['mean'])} | {_fmt(m['std'])} |")
+    lines += ["", f"| paired difference | per seed ({head}) | mean | 95% interval (Student t, n = {len(seeds)}) |",
+              "| --- | --- | --- | --- |"]
+    for name, d in stats["paired"].items():
+        per_seed = " / ".join(f"{v:+.2f}" for v in d["per_seed"])
+        interval = "-" if d["ci95_low"] is None else f"[{d['ci95_low']:+.2f}, {d['ci95_high']:+.2f}]"
+        lines.append(f"| {name} | {per_seed} | {d['mean']:+.2f} | {interval} |")
+    return "\n".join(lines)
+
+
+def plot_seeds(stats: dict[str, Any], path: Path) -> Path:
+    """Per-seed target mIoU of each method, the points of one seed joined (paired), the mean as a bar."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    names = list(stats["methods"])
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(names), 4.0))
+    for i, seed in enumerate(stats["seeds"]):
+        values = [stats["methods"][n]["target_mIoU_per_seed"][i] for n in names]
+        ax.plot(range(len(names)), values, marker="o", alpha=0.8, label=f"seed {seed}")
+    for x, name in enumerate(names):
+        ax.hlines(stats["methods"][name]["mean"], x - 0.25, x + 0.25, colors="black", linewidth=2)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("target test mIoU (%)")
+    ax.set_title("demo: per-seed target mIoU (black bar: mean)")
+    ax.legend(fontsize="small", loc="best")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue(), mode=0o644)
+    return path
+
+
+def run_demo_seeds(*, work_dir: Path, seeds: list[int], iters: int | None = None,
+                   methods: tuple[DemoMethod, ...] = METHODS, spec=None,
+                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every method at every seed on one benchmark (generated from the first seed); no overlay video.
+
+    ``spec`` (a ``SyntheticSpec``) and ``overrides`` (config keys) shrink it for tests.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs distinct seeds, got {seeds}")
+    started = time.perf_counter()
+    work_dir = Path(work_dir)
+    indexes = prepare_demo_data(work_dir / "data", seed=seeds[0], spec=spec)
+    runs: dict[int, dict[str, dict]] = {}
+    cfg = None
+    for seed in seeds:
+        runs[seed] = {}
+        for method in methods:
+            print(f"== seed {seed}: {method.name} ==", flush=True)
+            cfg = demo_config(method, indexes, iters=iters, seed=seed, extra=overrides)
+            runs[seed][method.name] = run_method(method, cfg, work_dir / f"seed{seed}" / method.name)
+    stats = seed_statistics(runs, methods)
+    for name, m in stats["methods"].items():
+        m["runs"] = {str(s): runs[s][name] for s in seeds}
+    plot = plot_seeds(stats, work_dir / "seeds.png")
+    summary = {"benchmark": BENCHMARK, "protocol": cfg.evaluation.protocol, "reported_split": f"target {REPORT_SPLIT}",
+               "selection_split": "target val (held-out)", "data_seed": seeds[0], **stats, "plot": str(plot),
+               "total_wall_time_s": round(time.perf_counter() - started, 1)}
+    atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2))
+    table = format_seed_tables(stats)
     atomic_write_text(work_dir / "summary.md", table + "\n")
     print(table)
     print(f"summary: {work_dir / 'summary.json'} ({summary['total_wall_time_s']:.0f} s)")

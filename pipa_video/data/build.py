@@ -18,7 +18,7 @@ from pipa_video.data.classes import get_class_set
 from pipa_video.data.clips import Boundary, ClipDataset, KeyFrames
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
 from pipa_video.data.sampling import IterationSampler, RareClassSampler
-from pipa_video.data.transforms import (ClipOp, ClipTransform, EvalTransform, Normalize,
+from pipa_video.data.transforms import (ClipOp, ClipTransform, EvalTransform, FrameCrop, Normalize,
                                         PhotoMetricDistortion, RandomCrop, RandomFlip,
                                         RandomRescale, Resize)
 
@@ -51,16 +51,29 @@ def _pair(value, key: str) -> tuple[int, int] | None:
     return int(value[0]), int(value[1])
 
 
+def _borders(value, key: str) -> tuple[int, int, int, int] | None:
+    """None, or (top, bottom, left, right) as four ints >= 0."""
+    if value is None:
+        return None
+    if len(value) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ValueError(f"{key}: expected (top, bottom, left, right), four ints >= 0, or None; got {value!r}")
+    return tuple(int(v) for v in value)
+
+
 def build_clip_transform(section: Mapping, *, mean, std, key: str) -> ClipTransform:
     """Training transform of one ``data.<domain>`` section (``key`` names it in errors).
 
-    Order as DAFormer: resize to ``resize``, random rescale by ``ratio_range``, random crop, flip,
-    photometric jitter, normalise. The geometric steps compose into one resampling.
+    Order as DAFormer: [cut ``frame_crop`` off the stored frame,] resize to ``resize``, random rescale by
+    ``ratio_range``, random crop, flip, photometric jitter, normalise. The geometric steps compose
+    into one resampling. ``pseudo_margins`` (target) are in the coordinates of the frame after ``frame_crop``.
     """
     ops: list[ClipOp] = []
+    frame_crop = _borders(section.get("frame_crop"), f"{key}.frame_crop")
+    if frame_crop is not None and any(frame_crop):
+        ops.append(FrameCrop(borders=frame_crop))
     resize = _pair(section["resize"], f"{key}.resize")
     if resize is not None:
-        ops.append(Resize(size=resize))
+        ops.append(Resize(size=resize, keep_ratio=bool(section["keep_ratio"])))
     if section["ratio_range"] is not None:
         low, high = map(float, section["ratio_range"])
         if not 0 < low <= high:
@@ -73,7 +86,8 @@ def build_clip_transform(section: Mapping, *, mean, std, key: str) -> ClipTransf
         ops.append(RandomFlip(prob=float(section["flip_prob"])))
     if section["photometric"]:
         ops.append(PhotoMetricDistortion())
-    return ClipTransform(ops, normalize=Normalize(mean=tuple(mean), std=tuple(std)))
+    return ClipTransform(ops, normalize=Normalize(mean=tuple(mean), std=tuple(std)),
+                         pseudo_margins=_borders(section.get("pseudo_margins"), f"{key}.pseudo_margins"))
 
 
 def _load_domain_index(cfg: Mapping, domain: Domain) -> FrameIndex:
@@ -120,7 +134,17 @@ def build_clip_dataset(cfg: Mapping, domain: str) -> ClipDataset:
                                      key=f"data.{domain.value}")
     return ClipDataset(index=index, offsets=list(section["offsets"]), keys=KeyFrames(section["keys"]),
                        boundary=Boundary(section["boundary"]), transform=transform,
-                       name=_dataset_name(index))
+                       name=_dataset_name(index), class_crop_min_pixels=_class_crop_min_pixels(section, domain))
+
+
+def _class_crop_min_pixels(section: Mapping, domain: Domain) -> float:
+    """DAFormer's rare-class re-crop threshold, min_pixels * min_crop_ratio (0: no re-crop)."""
+    rcs = section.get("rcs")
+    if domain is not Domain.SOURCE or rcs is None or not rcs["enabled"]:
+        return 0.0
+    if rcs["min_crop_ratio"] < 0:
+        raise ValueError(f"data.source.rcs.min_crop_ratio: must be >= 0, got {rcs['min_crop_ratio']}")
+    return float(rcs["min_pixels"]) * float(rcs["min_crop_ratio"])
 
 
 def build_eval_dataset(cfg: Mapping, split: str = "val") -> ClipDataset:

@@ -17,18 +17,23 @@ substituting a neighbour would change the temporal offset, and one missing file 
 dataset.
 
 A sample is the clip contract: ``img`` (T, 3, H, W) float32 normalised, ``label`` (T, H, W) int64
-(255 where unknown; only the key frame's label is read unless ``load_reference_labels``),
+(255 where unknown or padded; only the key frame's label is read unless ``load_reference_labels``),
+``valid`` (T, H, W) bool (True where the pixel lies inside the stored frame, False on the padding a
+crop larger than the rescaled frame adds: padding is never a pseudo-label nor a contrast sample),
+``pseudo_valid`` (H, W) bool (key frame; False inside the crop-aware pseudo-label margins and on padding),
 ``has_label`` (T,) bool and ``meta`` (dataset, sequence, and per frame its frame number and nominal
 offset, the key's 0 first; ``frames`` shows any clamping). ``dataset[i]`` draws its
 randomness from fresh entropy; ``dataset[(i, seed)]`` from ``np.random.default_rng(seed)``, which is
-how samplers make resumed runs and DataLoader workers deterministic.
+how samplers make resumed runs and DataLoader workers deterministic. ``dataset[(i, seed, c)]`` comes
+from rare-class sampling, which drew class ``c``: with ``class_crop_min_pixels`` set, the crop is
+re-drawn (up to 10 times, as DAFormer) until the key label holds more than that many pixels of ``c``.
 """
 from __future__ import annotations
 
 import logging
 import os
 from enum import Enum
-from typing import Any, Callable, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,12 +41,16 @@ import torch
 
 from pipa_video.data import io
 from pipa_video.data.index import DatasetError, FrameIndex
+from pipa_video.data.transforms import ClassRequirement, ClipTensors
 
 logger = logging.getLogger(__name__)
 
-# frames, labels, rng -> (img, label); ClipTransform and EvalTransform are the two implementations.
-TransformFn = Callable[[Sequence[np.ndarray], Sequence["np.ndarray | None"], np.random.Generator],
-                       "tuple[torch.Tensor, torch.Tensor]"]
+
+class TransformFn(Protocol):
+    """What a ClipDataset needs of its transform; ClipTransform and EvalTransform implement it."""
+
+    def apply(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None], rng: np.random.Generator,
+              *, require: ClassRequirement | None = None) -> ClipTensors: ...
 
 
 class KeyFrames(str, Enum):
@@ -74,7 +83,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, *, index: FrameIndex, offsets: Sequence[int], keys: KeyFrames | str,
                  boundary: Boundary | str, transform: TransformFn, name: str,
-                 load_reference_labels: bool = False) -> None:
+                 load_reference_labels: bool = False, class_crop_min_pixels: float = 0.0) -> None:
         bad = [o for o in offsets if isinstance(o, bool) or not isinstance(o, (int, np.integer))]
         if bad:
             raise ValueError(f"{name}: offsets must be integers (frame steps), got {list(offsets)}")
@@ -85,6 +94,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.name = name
         self.load_reference_labels = load_reference_labels
+        self.class_crop_min_pixels = float(class_crop_min_pixels)
         self.key_rows, self.reference_rows = self._select_clips()
         self._videos: io.VideoFrameReader | None = None
         self._videos_pid: int | None = None
@@ -167,8 +177,13 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.key_rows)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict:
-        key, seed = item if isinstance(item, tuple) else (item, None)
+    def _requirement(self, class_id: int | None) -> ClassRequirement | None:
+        if class_id is None or self.class_crop_min_pixels <= 0:
+            return None
+        return ClassRequirement(class_id=int(class_id), min_pixels=self.class_crop_min_pixels)
+
+    def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict:
+        key, seed, class_id = (tuple(item) + (None,))[:3] if isinstance(item, tuple) else (item, None, None)
         rows = [int(self.key_rows[key]), *map(int, self.reference_rows[key])]
         images: dict[int, np.ndarray] = {}  # a clamped clip repeats rows: read each once
         for row in rows:
@@ -183,11 +198,13 @@ class ClipDataset(torch.utils.data.Dataset):
                                    f"{self.index.image_path(row)} is {frame.shape[:2]}")
         labels = [self._read_label(row, shape) if t == 0 or self.load_reference_labels else None
                   for t, row in enumerate(rows)]
-        img, label = self.transform(frames, labels, np.random.default_rng(seed))
+        out = self.transform.apply(frames, labels, np.random.default_rng(seed), require=self._requirement(class_id))
         table = self.index.frames
         return {
-            "img": img,
-            "label": label,
+            "img": out.img,
+            "label": out.label,
+            "valid": out.valid,
+            "pseudo_valid": out.pseudo_valid,
             "has_label": torch.tensor([lab is not None for lab in labels], dtype=torch.bool),
             "meta": {
                 "dataset": self.name,

@@ -134,6 +134,23 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder (fsynced), then rename; file mode ``mode``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMeta) -> Path:
     """Validate and atomically write ``index.csv`` and ``meta.json`` under ``out_dir``."""
     check_index_columns(frames, _class_set(meta.class_set), where=str(out_dir))

@@ -8,8 +8,8 @@ frame cannot be drawn (DAFormer would crash on them).
 ``IterationSampler`` is an infinite batch sampler. Batch ``i`` of rank ``r`` is a pure function of
 (seed, stream, i, r): a run resumed with ``start_iter=k`` sees exactly the batches a run that never
 stopped saw from iteration k on, whatever the number of DataLoader workers. Each element is
-``(key_index, sample_seed)``; ``ClipDataset`` draws the sample's crop/flip/jitter from
-``np.random.default_rng(sample_seed)``.
+``(key_index, sample_seed)``, or ``(key_index, sample_seed, class_id)`` under rare-class sampling;
+``ClipDataset`` draws the sample's crop/flip/jitter from ``np.random.default_rng(sample_seed)``.
 """
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ class RareClassSampler:
         self.class_names = list(class_names) if class_names is not None else [
             str(c) for c in range(pixel_counts.shape[1])]
         self.frequencies = class_frequencies(pixel_counts)
-        self.candidates = [np.flatnonzero(pixel_counts[:, c] >= min_pixels)
+        self.candidates = [np.flatnonzero(pixel_counts[:, c] > min_pixels)
                            for c in range(pixel_counts.shape[1])]
         eligible = (self.frequencies > 0) & np.array([len(c) > 0 for c in self.candidates])
         if not eligible.any():
-            raise DatasetError(f"rare-class sampling: no key frame has >= {min_pixels} pixels of any "
+            raise DatasetError(f"rare-class sampling: no key frame has > {min_pixels} pixels of any "
                                f"class (data.source.rcs.min_pixels); lower it or disable rcs")
         self.probabilities = rcs_class_probabilities(self.frequencies, temperature=temperature,
                                                      eligible=eligible)
@@ -66,18 +66,22 @@ class RareClassSampler:
         return cls(pixel_counts=frames[list(columns)].to_numpy(np.int64), temperature=temperature,
                    min_pixels=min_pixels, class_names=[c.removeprefix("px_") for c in columns])
 
-    def sample(self, rng: np.random.Generator) -> int:
-        """One key-frame position: a class by P(c), then a frame holding enough of it."""
+    def draw(self, rng: np.random.Generator) -> tuple[int, int]:
+        """(key-frame position, class): a class by P(c), then a frame holding enough of it."""
         # Inverse CDF rather than rng.choice(p=...), which rebuilds the CDF on every call.
         cls = min(int(np.searchsorted(self._cdf, rng.random(), side="right")), len(self._cdf) - 1)
         while self.probabilities[cls] == 0:  # float round-off at the top end of the CDF
             cls -= 1
         candidates = self.candidates[cls]
-        return int(candidates[rng.integers(len(candidates))])
+        return int(candidates[rng.integers(len(candidates))]), cls
+
+    def sample(self, rng: np.random.Generator) -> int:
+        """One key-frame position (``draw`` without the class)."""
+        return self.draw(rng)[0]
 
 
 class IterationSampler:
-    """Infinite, resumable batch sampler yielding ``[(key_index, sample_seed), ...]`` per iteration.
+    """Infinite, resumable batch sampler yielding ``[(key_index, sample_seed[, class_id]), ...]`` per iteration.
 
     Uniform mode walks a seeded permutation of the keys per epoch; positions are laid out
     iteration-major, then rank, then slot, so the ranks of one iteration take disjoint keys and
@@ -110,20 +114,23 @@ class IterationSampler:
         epoch, offset = divmod(position, self.num_keys)
         return int(self._permutation(epoch)[offset])
 
-    def batch(self, iteration: int) -> list[tuple[int, int]]:
+    def batch(self, iteration: int) -> list[tuple[int, ...]]:
         """The batch of this rank at ``iteration`` (a pure function of the constructor arguments)."""
-        out = []
+        out: list[tuple[int, ...]] = []
         for slot in range(self.batch_size):
             # Two children of one seed sequence per slot: one picks the key frame, one seeds the
             # sample's augmentation, so neither stream depends on how much the other consumed.
             pick, augment = np.random.SeedSequence(
                 [self.seed, self.stream, iteration, self.rank, slot]).spawn(2)
-            key = (self.rcs.sample(np.random.default_rng(pick)) if self.rcs is not None
-                   else self._uniform_key(iteration, slot))
-            out.append((key, int(augment.generate_state(1, np.uint64)[0] >> np.uint64(1))))
+            sample_seed = int(augment.generate_state(1, np.uint64)[0] >> np.uint64(1))
+            if self.rcs is not None:
+                key, cls = self.rcs.draw(np.random.default_rng(pick))
+                out.append((key, sample_seed, cls))
+            else:
+                out.append((self._uniform_key(iteration, slot), sample_seed))
         return out
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
         iteration = self.start_iter
         while True:
             yield self.batch(iteration)

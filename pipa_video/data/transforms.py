@@ -14,11 +14,17 @@ One resampling instead of resize-then-crop is what makes the loader fast: a 512x
 
 Coordinates are pixel indices with pixel centres on integers (OpenCV's convention), so a resize
 from width w0 to w1 maps x to ``s * x + (s - 1) / 2`` with ``s = w1 / w0``, exactly as ``cv2.resize``.
+
+``ClipTransform.apply`` returns ``ClipTensors``: besides image and label, ``valid`` marks the output
+pixels that lie inside the stored frame (False on padding) and ``pseudo_valid`` the key-frame pixels
+inside the frame shrunk by the crop-aware pseudo-label margins (HRDA's ``crop_pseudo_margins``, given
+in stored-frame pixels and cropped with the frame; without margins it equals ``valid``). Both follow
+from the clip geometry, so they cost no resampling.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -61,12 +67,24 @@ class Clip:
         self.matrix = matrix @ self.matrix
         self.size = (int(size[0]), int(size[1]))
 
-    def _valid_span(self, axis: int, src_extent: int, out_extent: int, matrix: np.ndarray) -> tuple[int, int]:
-        """[lo, hi) of output pixels along ``axis`` whose centre falls inside the source image."""
+    @staticmethod
+    def _valid_span(axis: int, src_span: tuple[int, int], out_extent: int, matrix: np.ndarray) -> tuple[int, int]:
+        """[lo, hi) of output pixels along ``axis`` whose centre falls inside source pixels [src_span)."""
         scale, shift = matrix[axis, axis], matrix[axis, 2]
         src = (np.arange(out_extent) - shift) / scale
-        inside = np.flatnonzero((src >= -0.5) & (src < src_extent - 0.5))
+        inside = np.flatnonzero((src >= src_span[0] - 0.5) & (src < src_span[1] - 0.5))
         return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, 0)
+
+    def inside_mask(self, margins: tuple[int, int, int, int] = (0, 0, 0, 0)) -> np.ndarray:
+        """(h, w) bool of the output grid: True where the pixel's centre maps inside the stored frame
+        shrunk by ``margins`` = (top, bottom, left, right) stored pixels. Call before ``materialise``."""
+        top, bottom, left, right = margins
+        h, w = self.frames[0].shape[:2]
+        x0, x1 = self._valid_span(0, (left, w - right), self.size[0], self.matrix)
+        y0, y1 = self._valid_span(1, (top, h - bottom), self.size[1], self.matrix)
+        mask = np.zeros((self.size[1], self.size[0]), bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
 
     def _warp(self, array: np.ndarray, matrix: np.ndarray, size: tuple[int, int], *, interpolation: int,
               pad_value: int) -> np.ndarray:
@@ -76,8 +94,8 @@ class Clip:
             raise ValueError(f"clip geometry must be axis-aligned (scale, crop, flip), got {matrix[:2]}")
         out = cv2.warpAffine(array, matrix[:2], size, flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
         h, w = array.shape[:2]
-        x0, x1 = self._valid_span(0, w, size[0], matrix)
-        y0, y1 = self._valid_span(1, h, size[1], matrix)
+        x0, x1 = self._valid_span(0, (0, w), size[0], matrix)
+        y0, y1 = self._valid_span(1, (0, h), size[1], matrix)
         if (x0, x1, y0, y1) != (0, size[0], 0, size[1]):
             out[:y0], out[y1:], out[:, :x0], out[:, x1:] = pad_value, pad_value, pad_value, pad_value
         return out
@@ -109,6 +127,11 @@ class Clip:
 
 
 class ClipOp(Protocol):
+    """One transform step. ``geometric`` ops only compose the clip's geometry (no pixels touched), so a
+    transform can re-draw them cheaply (rare-class re-crop); they must all come before the pixel ops."""
+
+    geometric: ClassVar[bool]
+
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip: ...
 
 
@@ -126,13 +149,49 @@ def hflip_matrix(width: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Resize:
-    """Resize every frame to exactly ``size`` = (w, h)."""
+class FrameCrop:
+    """Cut ``(top, bottom, left, right)`` rows/columns off every stored frame and label, before any
+    other op (DA-VSN and TPS train on SYNTHIA-Seq's 1280x760 frames without the bottom 120 rows:
+    ``davsn/dataset/SynthiaSeq.py``, ``image[:-120]``). Views, not copies; a repeated frame stays one array."""
 
-    size: tuple[int, int]
+    borders: tuple[int, int, int, int]
+    geometric: ClassVar[bool] = True
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
-        w, h = self.size
+        if not np.allclose(clip.matrix, np.eye(3)) or clip.size != (clip.frames[0].shape[1], clip.frames[0].shape[0]):
+            raise ValueError("FrameCrop must be the first op of a clip transform")
+        top, bottom, left, right = self.borders
+        h, w = clip.frames[0].shape[:2]
+        if top + bottom >= h or left + right >= w:
+            raise ValueError(f"frame_crop {self.borders} (top, bottom, left, right) leaves nothing of a {w}x{h} frame")
+        views: dict[int, np.ndarray] = {}
+
+        def cut(array: np.ndarray) -> np.ndarray:
+            return views.setdefault(id(array), array[top:h - bottom, left:w - right])
+
+        cropped = Clip([cut(f) for f in clip.frames], [None if lab is None else cut(lab) for lab in clip.labels])
+        return cropped
+
+
+def rescale_size(size: tuple[int, int], target: tuple[float, float]) -> tuple[int, int]:
+    """mmcv.rescale_size: (w, h) scaled, aspect kept, to fit ``target`` = (w, h) by long and short side."""
+    w, h = size
+    long_side, short_side = max(target), min(target)
+    factor = min(long_side / max(w, h), short_side / min(w, h))
+    return int(w * factor + 0.5), int(h * factor + 0.5)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Resize every frame to ``size`` = (w, h): exactly, or with ``keep_ratio`` as mmseg's
+    ``Resize(img_scale=size)`` (keep_ratio=True, its default): the largest size that fits ``size``."""
+
+    size: tuple[int, int]
+    keep_ratio: bool = False
+    geometric: ClassVar[bool] = True
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        w, h = rescale_size(clip.size, self.size) if self.keep_ratio else self.size
         clip.then(scale_matrix(w / clip.width, h / clip.height), (w, h))
         return clip
 
@@ -147,14 +206,13 @@ class RandomRescale:
 
     base_size: tuple[int, int] | None
     ratio_range: tuple[float, float]
+    geometric: ClassVar[bool] = True
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         ratio = rng.uniform(*self.ratio_range)
         base_w, base_h = self.base_size or clip.size
-        target_long, target_short = max(base_w, base_h) * ratio, min(base_w, base_h) * ratio
         w, h = clip.size
-        factor = min(target_long / max(w, h), target_short / min(w, h))
-        new_w, new_h = int(w * factor + 0.5), int(h * factor + 0.5)  # mmcv.rescale_size rounding
+        new_w, new_h = rescale_size((w, h), (base_w * ratio, base_h * ratio))
         clip.then(scale_matrix(new_w / w, new_h / h), (new_w, new_h))
         return clip
 
@@ -179,6 +237,7 @@ class RandomCrop:
     crop_size: tuple[int, int]
     cat_max_ratio: float = 1.0
     ignore_index: int = IGNORE_INDEX
+    geometric: ClassVar[bool] = True
 
     def _draw(self, clip: Clip, rng: np.random.Generator) -> np.ndarray:
         crop_h, crop_w = self.crop_size
@@ -210,6 +269,7 @@ class RandomFlip:
     """Horizontal flip of the whole clip with probability ``prob``."""
 
     prob: float = 0.5
+    geometric: ClassVar[bool] = True
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         if rng.random() < self.prob:
@@ -234,6 +294,7 @@ class PhotoMetricDistortion:
     contrast_range: tuple[float, float] = (0.5, 1.5)
     saturation_range: tuple[float, float] = (0.5, 1.5)
     hue_delta: int = 18
+    geometric: ClassVar[bool] = False
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         clip.materialise()
@@ -295,35 +356,95 @@ def stack_labels(labels: Sequence[np.ndarray | None], shape: tuple[int, int]) ->
     return torch.from_numpy(np.stack(full)).long()
 
 
-class ClipTransform:
-    """Geometric and photometric ``ops`` in order, then ``normalize``: frames, labels, rng -> tensors."""
+@dataclass(frozen=True)
+class ClipTensors:
+    """One transformed clip: the clip sample contract's tensors (see ``data.clips``)."""
 
-    def __init__(self, ops: Sequence[ClipOp], *, normalize: Normalize) -> None:
+    img: torch.Tensor  # (T, 3, H, W) float32, normalised
+    label: torch.Tensor  # (T, H, W) int64, 255 where unknown or padded
+    valid: torch.Tensor  # (T, H, W) bool, True where the pixel lies inside the stored frame (not padding)
+    pseudo_valid: torch.Tensor  # (H, W) bool, key frame: False inside the crop-aware pseudo-label margins and on padding
+
+
+@dataclass(frozen=True)
+class ClassRequirement:
+    """DAFormer's rare-class re-crop (``mmseg/datasets/uda_dataset.py``, ``get_rare_class_sample``): while
+    the key label's crop holds no more than ``min_pixels`` pixels of ``class_id``, draw the geometry again,
+    at most ``redraws`` times; the last draw is kept either way."""
+
+    class_id: int
+    min_pixels: float
+    redraws: int = 10
+
+    def met(self, clip: Clip) -> bool:
+        key = clip.labels[0]
+        if key is None:
+            return True
+        return int(np.count_nonzero(clip.warp_label(key, clip.matrix, clip.size) == self.class_id)) > self.min_pixels
+
+
+class ClipTransform:
+    """Geometric ops, then pixel ops, then ``normalize``: frames, labels, rng -> ``ClipTensors``.
+
+    ``pseudo_margins`` = (top, bottom, left, right) stored-frame pixels whose key-frame pseudo-labels get
+    no weight (HRDA's crop-aware margins, applied before the crop: only a crop at the frame's edge loses rows).
+    """
+
+    def __init__(self, ops: Sequence[ClipOp], *, normalize: Normalize,
+                 pseudo_margins: tuple[int, int, int, int] | None = None) -> None:
         self.ops = list(ops)
+        kinds = [op.geometric for op in self.ops]
+        if kinds != sorted(kinds, reverse=True):
+            raise ValueError(f"geometric ops must come before pixel ops, got {self.ops}")
+        self.num_geometric = sum(kinds)
         self.normalize = normalize
+        self.pseudo_margins = tuple(pseudo_margins) if pseudo_margins is not None else (0, 0, 0, 0)
+
+    def _geometry(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None],
+                  rng: np.random.Generator) -> Clip:
+        clip = Clip(list(frames), list(labels))
+        for op in self.ops[:self.num_geometric]:
+            clip = op(clip, rng)
+        return clip
+
+    def apply(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None], rng: np.random.Generator,
+              *, require: ClassRequirement | None = None) -> ClipTensors:
+        clip = self._geometry(frames, labels, rng)
+        for _ in range(require.redraws if require is not None else 0):
+            if require.met(clip):
+                break
+            clip = self._geometry(frames, labels, rng)
+        inside = torch.from_numpy(clip.inside_mask())
+        pseudo_valid = torch.from_numpy(clip.inside_mask(self.pseudo_margins))
+        for op in self.ops[self.num_geometric:]:
+            clip = op(clip, rng)
+        img, label = self.normalize(clip)
+        return ClipTensors(img=img, label=label, valid=inside.expand(len(clip.frames), -1, -1).clone(),
+                           pseudo_valid=pseudo_valid)
 
     def __call__(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None],
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        clip = Clip(list(frames), list(labels))
-        for op in self.ops:
-            clip = op(clip, rng)
-        return self.normalize(clip)
+        """Image and label only (``apply`` without the masks)."""
+        out = self.apply(frames, labels, rng)
+        return out.img, out.label
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(ops={self.ops}, normalize={self.normalize})"
+        return f"{type(self).__name__}(ops={self.ops}, normalize={self.normalize}, pseudo_margins={self.pseudo_margins})"
 
 
 class EvalTransform(ClipTransform):
     """Evaluation: resize the frames to ``resize`` = (w, h) (or keep them), labels untouched.
 
     The DA-VSN protocol predicts at 1024x512 and scores at the label's 2048x1024, so the labels
-    keep their original resolution and the evaluator upsamples the logits.
+    keep their original resolution and the evaluator upsamples the logits. ``valid`` is all True at
+    the image's resolution (a resize pads nothing).
     """
 
     def __init__(self, *, resize: tuple[int, int] | None, normalize: Normalize) -> None:
         super().__init__([Resize(size=tuple(resize))] if resize else [], normalize=normalize)
 
-    def __call__(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None],
-                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        img, _ = super().__call__(frames, [None] * len(frames), rng)
-        return img, stack_labels(labels, frames[0].shape[:2])
+    def apply(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None], rng: np.random.Generator,
+              *, require: ClassRequirement | None = None) -> ClipTensors:
+        out = super().apply(frames, [None] * len(frames), rng)
+        return ClipTensors(img=out.img, label=stack_labels(labels, frames[0].shape[:2]), valid=out.valid,
+                           pseudo_valid=out.pseudo_valid)

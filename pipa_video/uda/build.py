@@ -13,11 +13,12 @@ from pipa_video.uda.contrast.patch import PatchContrastLoss
 from pipa_video.uda.contrast.pixel import PixelContrastLoss
 from pipa_video.uda.contrast.temporal import TemporalContrastLoss
 from pipa_video.uda.feature_distance import FeatureDistanceLoss
+from pipa_video.uda.mix import AugDraw, MixClasses
 from pipa_video.uda.pseudo import PseudoWeight
-from pipa_video.uda.step import (ContrastLosses, Method, PatchViews, Reference, SelfTrainingMethod,
+from pipa_video.uda.step import (CEAverage, ContrastLosses, Method, PatchViews, Reference, SelfTrainingMethod,
                                  SelfTrainingSettings)
 from pipa_video.uda.student import Head, StudentNet
-from pipa_video.uda.teacher import ema_horizon_warning
+from pipa_video.uda.teacher import TeacherNorm, ema_horizon_warning
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ def build_contrasts(uda: Mapping, *, num_classes: int) -> ContrastLosses:
     return losses
 
 
+def pixel_term_weight(pixel: Mapping) -> float:
+    """alpha, times tau / base_tau when ``base_tau`` is set (PiPa's code: SupCon's ``temperature /
+    base_temperature`` = 0.1 / 0.07 in ``PixelContrastLoss``); the logged loss stays the plain InfoNCE."""
+    if pixel["base_tau"] is None:
+        return float(pixel["weight"])
+    if pixel["base_tau"] <= 0:
+        raise ValueError(f"uda.pixel_contrast.base_tau: must be > 0 or None, got {pixel['base_tau']}")
+    return float(pixel["weight"]) * pixel["tau"] / pixel["base_tau"]
+
+
 def build_method(cfg: Mapping) -> SelfTrainingMethod:
     """Student, teacher, losses and settings from a validated config."""
     class_set = get_class_set(cfg["class_set"])
@@ -67,13 +78,17 @@ def build_method(cfg: Mapping) -> SelfTrainingMethod:
         pseudo_weight=PseudoWeight(uda["pseudo_weight"]),
         pseudo_ignore_top=uda["pseudo_ignore_top"],
         pseudo_ignore_bottom=uda["pseudo_ignore_bottom"],
+        mix_classes=MixClasses(uda["classmix_classes"]),
+        source_ce_average=CEAverage(uda["source_ce_average"]),
+        teacher_norm=TeacherNorm(uda["teacher_norm"]),
+        aug_draw=AugDraw(uda["strong_aug_draw"]),
         jitter_strength=uda["color_jitter_strength"],
         jitter_prob=uda["color_jitter_prob"],
         blur=uda["blur"],
         mean=tuple(cfg["data"]["mean"]),
         std=tuple(cfg["data"]["std"]),
         fd_weight=uda["fd_weight"] if use_fd else 0.0,
-        pixel_weight=uda["pixel_contrast"]["weight"],
+        pixel_weight=pixel_term_weight(uda["pixel_contrast"]),
         pixel_use_target=uda["pixel_contrast"]["use_target"],
         patch_weight=uda["patch_contrast"]["weight"],
         patch_views=PatchViews(uda["patch_contrast"]["views"]),

@@ -2,11 +2,17 @@
 
 Randomness comes from torch's global generator, so a resumed run (which restores RNG states)
 mixes exactly as an uninterrupted one would.
+
+Published behaviour (DAFormer ``mmseg/models/utils/dacs_transforms.py`` and ``uda/dacs.py``):
+``get_class_masks`` takes ``torch.unique`` over the WHOLE source batch (255 included) and draws, for
+each image, ceil(n / 2) of those n classes; one ``random.uniform`` per batch decides whether colour
+jitter and blur apply, with the jitter's factors and the blur's sigma drawn per image.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 import torch.nn.functional as F
@@ -15,18 +21,33 @@ from torch import Tensor
 from pipa_video.data.classes import IGNORE_INDEX
 
 
-def class_mix_masks(source_label: Tensor, *, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """(B, H, W) bool: per image, the pixels of a random half of the source classes present.
+class MixClasses(str, Enum):
+    BATCH = "batch"  # DAFormer: half of the classes present in the whole source batch, 255 included
+    IMAGE = "image"  # half of the image's own classes, 255 excluded
 
-    Vectorised: each present class gets a random score and the classes scoring in the lower half
-    (rounded up, as ``ceil(n / 2)``) of that image's present classes are pasted.
+
+class AugDraw(str, Enum):
+    BATCH = "batch"  # DAFormer: one draw per batch decides whether jitter / blur apply
+    IMAGE = "image"  # each image decides on its own
+
+
+def class_mix_masks(source_label: Tensor, *, classes: MixClasses | str = MixClasses.IMAGE,
+                    ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """(B, H, W) bool: per image, the pixels of a random half of the candidate classes.
+
+    Candidates: the image's own classes without ``ignore_index`` (``IMAGE``), or every id present in the
+    batch, ``ignore_index`` included (``BATCH``, DAFormer). Vectorised: each candidate gets a random
+    score per image and the lower ceil(n / 2) are pasted.
     """
     b = source_label.shape[0]
     n_ids = 256
     flat = source_label.reshape(b, -1).clamp(0, n_ids - 1)
     present = torch.zeros(b, n_ids, dtype=torch.bool, device=source_label.device)
     present.scatter_(1, flat, True)
-    present[:, ignore_index] = False
+    if MixClasses(classes) is MixClasses.BATCH:
+        present = present.any(dim=0, keepdim=True).expand(b, n_ids)
+    else:
+        present[:, ignore_index] = False
     scores = torch.rand(b, n_ids, device=source_label.device).masked_fill(~present, 2.0)
     rank = scores.argsort(dim=1).argsort(dim=1)  # 0 = lowest score
     n_pick = (present.sum(dim=1, keepdim=True) + 1) // 2
@@ -40,17 +61,26 @@ class MixedBatch:
     label: Tensor  # (B, H, W) long
     weight: Tensor  # (B, H, W) float
     mask: Tensor  # (B, H, W) bool, True where the pixel comes from the source
+    valid: Tensor  # (B, H, W) bool, False where the pixel is padding (of whichever image it comes from)
 
 
-def class_mix(*, source_img: Tensor, source_label: Tensor, target_img: Tensor,
-              pseudo_label: Tensor, pseudo_weight: Tensor) -> MixedBatch:
-    """Paste half of each source image's classes onto the paired target image."""
-    mask = class_mix_masks(source_label)
+def class_mix(*, source_img: Tensor, source_label: Tensor, target_img: Tensor, pseudo_label: Tensor,
+              pseudo_weight: Tensor, classes: MixClasses | str = MixClasses.IMAGE,
+              source_valid: Tensor | None = None, target_valid: Tensor | None = None) -> MixedBatch:
+    """Paste half of the source classes (see ``class_mix_masks``) onto the paired target image.
+
+    Pasted pixels weigh 1 (DAFormer's ``gt_pixel_weight``), the others their pseudo-label weight;
+    padding weighs 0 from either image. ``*_valid`` (B, H, W) bool default to all True.
+    """
+    mask = class_mix_masks(source_label, classes=classes)
     m = mask.unsqueeze(1).to(source_img.dtype)
     img = m * source_img + (1 - m) * target_img
     label = torch.where(mask, source_label, pseudo_label)
-    weight = torch.where(mask, torch.ones_like(pseudo_weight), pseudo_weight)
-    return MixedBatch(img=img, label=label, weight=weight, mask=mask)
+    all_in = torch.ones_like(mask)
+    valid = torch.where(mask, all_in if source_valid is None else source_valid.bool(),
+                        all_in if target_valid is None else target_valid.bool())
+    weight = torch.where(mask, torch.ones_like(pseudo_weight), pseudo_weight) * valid
+    return MixedBatch(img=img, label=label, weight=weight, mask=mask, valid=valid)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -71,8 +101,14 @@ def _rotate_hue(x: Tensor, angle: Tensor) -> Tensor:
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(to_yiq), yiq)
 
 
-def color_jitter(x: Tensor, *, strength: float, prob: float) -> Tensor:
-    """Brightness, contrast, saturation and hue jitter of [0, 1] images, each image with ``prob``."""
+def _apply_mask(b: int, prob: float, draw: AugDraw, like: Tensor) -> Tensor:
+    """(B, 1, 1, 1) 0/1: whether each image gets the augmentation, one coin per batch or per image."""
+    coins = torch.rand(1 if draw is AugDraw.BATCH else b, 1, 1, 1, device=like.device) < prob
+    return coins.expand(b, 1, 1, 1).to(like.dtype)
+
+
+def color_jitter(x: Tensor, *, strength: float, prob: float, draw: AugDraw | str = AugDraw.IMAGE) -> Tensor:
+    """Brightness, contrast, saturation and hue jitter of [0, 1] images, applied with ``prob``."""
     b = x.shape[0]
     s = strength
     out = x * _uniform(b, 1 - s, 1 + s, x)
@@ -81,14 +117,15 @@ def color_jitter(x: Tensor, *, strength: float, prob: float) -> Tensor:
     gray = _gray(out)
     out = (out - gray) * _uniform(b, 1 - s, 1 + s, x) + gray
     out = _rotate_hue(out, _uniform(b, -s, s, x) * math.pi).clamp(0, 1)
-    apply = (torch.rand(b, 1, 1, 1, device=x.device) < prob).to(x.dtype)
+    apply = _apply_mask(b, prob, AugDraw(draw), x)
     return apply * out + (1 - apply) * x
 
 
-def gaussian_blur(x: Tensor, *, prob: float = 0.5, sigma_range: tuple[float, float] = (0.15, 1.15)) -> Tensor:
+def gaussian_blur(x: Tensor, *, prob: float = 0.5, sigma_range: tuple[float, float] = (0.15, 1.15),
+                  draw: AugDraw | str = AugDraw.IMAGE) -> Tensor:
     """DAFormer's blur: kernel about 10% of the image side, sigma uniform in ``sigma_range``."""
     b, c, h, w = x.shape
-    apply = torch.rand(b, device=x.device) < prob
+    apply = _apply_mask(b, prob, AugDraw(draw), x).reshape(b).bool()
     sigma = torch.empty(b, device=x.device).uniform_(*sigma_range)
     out = x.clone()
     for axis, size in ((2, h), (3, w)):
@@ -106,12 +143,12 @@ def gaussian_blur(x: Tensor, *, prob: float = 0.5, sigma_range: tuple[float, flo
 
 
 def strong_augment(img: Tensor, *, mean: Tensor, std: Tensor, jitter_strength: float,
-                   jitter_prob: float, blur: bool) -> Tensor:
+                   jitter_prob: float, blur: bool, draw: AugDraw | str = AugDraw.IMAGE) -> Tensor:
     """Colour jitter and blur on normalised images (denormalise, augment, renormalise)."""
     mean = mean.to(img).view(1, 3, 1, 1)
     std = std.to(img).view(1, 3, 1, 1)
     x = (img * std + mean) / 255.0
-    x = color_jitter(x, strength=jitter_strength, prob=jitter_prob)
+    x = color_jitter(x, strength=jitter_strength, prob=jitter_prob, draw=draw)
     if blur:
-        x = gaussian_blur(x)
+        x = gaussian_blur(x, draw=draw)
     return (x * 255.0 - mean) / std

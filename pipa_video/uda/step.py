@@ -5,8 +5,9 @@ computed (DAFormer style), which frees that stage's activations before the next 
 
 1. ``_source_stage``: supervised cross-entropy on source key frames (+ ImageNet feature distance,
    + pixel contrast on source ground truth).
-2. ``_teacher_stage``: one batched, gradient-free teacher forward over target key frames, target
-   reference frames (video) and source key frames (memory-bank features).
+2. ``_teacher_stage``: gradient-free teacher forwards over target key frames, target reference frames
+   (video) and source key frames (memory-bank features): each part alone when BatchNorm uses batch
+   statistics (DAFormer), one batch when it uses running statistics.
 3. ``_mix_stage``: ClassMix + strong augmentation, weighted cross-entropy on the mixed image,
    + temporal contrast (key-frame features of target pixels of the mixed view against the
    reference frame), + pixel contrast on confident target pseudo-labels when enabled.
@@ -17,6 +18,9 @@ computed (DAFormer style), which frees that stage's activations before the next 
 
 Auxiliary views (patch crops, the student reference frame) run in train mode but leave the BatchNorm
 running statistics alone (``frozen_norm_statistics``); only the source and mixed images move them.
+
+Padding (a clip's ``valid`` False) is never a pseudo-label nor a contrast sample: it weighs 0 in the
+mixed loss and in the pseudo-label weight, and its feature cells are ignored by every contrast.
 
 Every term is returned on its own, detached, for logging. Nothing here syncs with the CPU.
 """
@@ -38,10 +42,11 @@ from pipa_video.uda.contrast.patch import PatchContrastLoss
 from pipa_video.uda.contrast.pixel import PixelContrastLoss
 from pipa_video.uda.contrast.temporal import TemporalContrastLoss
 from pipa_video.uda.feature_distance import FeatureDistanceLoss
-from pipa_video.uda.mix import class_mix, strong_augment
+from pipa_video.uda.mix import AugDraw, MixClasses, class_mix, strong_augment
+from pipa_video.uda.padding import cell_valid, clip_valid, mask_invalid_cells
 from pipa_video.uda.pseudo import PseudoWeight, make_pseudo_labels
 from pipa_video.uda.student import Head, StudentNet
-from pipa_video.uda.teacher import EMATeacher
+from pipa_video.uda.teacher import EMATeacher, TeacherNorm
 
 
 FEATURE_STRIDE = 4  # the segmentor's features and logits are at 1/4 of the input resolution
@@ -62,15 +67,24 @@ class Reference(str, Enum):
     TEACHER = "teacher"
 
 
+class CEAverage(str, Enum):
+    ALL_PIXELS = "all_pixels"  # mmseg 0.x: mean over every pixel, ignored ones contributing 0
+    LABELLED_PIXELS = "labelled_pixels"  # mean over the labelled pixels (torch's default)
+
+
 @dataclass(frozen=True)
 class SelfTrainingSettings:
     """Plain settings of the step (translated from the config by ``uda.build``)."""
 
     method: Method
     pseudo_threshold: float = 0.968
-    pseudo_weight: PseudoWeight = PseudoWeight.IMAGE
+    pseudo_weight: PseudoWeight = PseudoWeight.BATCH
     pseudo_ignore_top: int = 0
     pseudo_ignore_bottom: int = 0
+    mix_classes: MixClasses = MixClasses.BATCH
+    source_ce_average: CEAverage = CEAverage.ALL_PIXELS
+    teacher_norm: TeacherNorm = TeacherNorm.BATCH
+    aug_draw: AugDraw = AugDraw.BATCH
     jitter_strength: float = 0.2
     jitter_prob: float = 0.8
     blur: bool = True
@@ -115,14 +129,17 @@ def _reference(clip: dict) -> Tensor | None:
     return clip["img"][:, 1] if clip["img"].shape[1] > 1 else None
 
 
-def _upsampled_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> Tensor:
+def _upsampled_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None, *,
+                  average: CEAverage = CEAverage.ALL_PIXELS) -> Tensor:
+    """Cross-entropy of stride-4 logits upsampled to the label; the weighted (mixed) loss is always
+    averaged over all pixels, as DAFormer, not by the weight sum."""
     logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
-    pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")  # 0 at ignored pixels
-    if weight is None:
-        # Mean over the labelled pixels; a crop with none (all ignore, e.g. inside VIPER's masked ego
-        # vehicle) contributes 0, where F.cross_entropy's mean would divide by zero (NaN).
+    pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
+    if weight is not None:
+        pixel = pixel * weight
+    if average is CEAverage.LABELLED_PIXELS:
         return pixel.sum() / (label != IGNORE_INDEX).sum().clamp_min(1)
-    return (pixel * weight).mean()  # DAFormer normalises by all pixels, not by the weight sum
+    return pixel.mean()
 
 
 def _ddp_tie(logits: Tensor) -> Tensor:
@@ -169,7 +186,8 @@ class SelfTrainingMethod(nn.Module):
         super().__init__()
         self.student = student
         self.settings = settings
-        self.teacher = EMATeacher(student, max_alpha=ema_alpha) if settings.method is Method.SELF_TRAINING else None
+        self.teacher = (EMATeacher(student, max_alpha=ema_alpha, norm=settings.teacher_norm)
+                        if settings.method is Method.SELF_TRAINING else None)
         contrasts = contrasts or ContrastLosses()
         self.pixel_loss, self.patch_loss, self.temporal_loss = contrasts.pixel, contrasts.patch, contrasts.temporal
         self.feature_distance = feature_distance
@@ -229,7 +247,7 @@ class SelfTrainingMethod(nn.Module):
         project = (Head.PIXEL,) if self.pixel_loss is not None else ()
         use_fd = self.feature_distance is not None and self.imagenet_backbone is not None
         out, proj = self._student_forward(img, project=project, return_backbone=use_fd)
-        losses = {"loss_src": _upsampled_ce(out.logits, label)}
+        losses = {"loss_src": _upsampled_ce(out.logits, label, average=self.settings.source_ce_average)}
         total = losses["loss_src"]
         if use_fd:
             with torch.no_grad():
@@ -241,33 +259,46 @@ class SelfTrainingMethod(nn.Module):
             # Without a teacher (source-only), the bank holds the student's own detached projections.
             bank_feat = teacher_view.source_pixel if teacher_view is not None else proj[Head.PIXEL].detach()
             losses["loss_pixel_src"] = self.pixel_loss(
-                features=proj[Head.PIXEL], labels=label, student_pred=out.logits.detach().argmax(1),
-                teacher_features=bank_feat)
+                features=proj[Head.PIXEL], labels=mask_invalid_cells(label, clip_valid(source, 0), FEATURE_STRIDE),
+                student_pred=out.logits.detach().argmax(1), teacher_features=bank_feat)
             total = total + self.settings.pixel_weight * losses["loss_pixel_src"]
         total.backward()
         return losses
 
     @torch.no_grad()
+    def _teacher_forward(self, parts: list[Tensor], need_features: bool) -> tuple[list[Tensor], list[Tensor | None]]:
+        """Teacher logits and fused features of each part (a batch of frames).
+
+        With BatchNorm on batch statistics (DAFormer) each part gets a forward of its own, so the target
+        key frames are normalised by their own statistics exactly as DAFormer's teacher batch is; with
+        running statistics one batched forward gives the same as separate ones, at one launch.
+        """
+        if self.teacher.norm is TeacherNorm.BATCH:
+            outs = [self.teacher(p, return_features=need_features)[0] for p in parts]
+            return [o.logits for o in outs], [o.features for o in outs]
+        out, _ = self.teacher(torch.cat(parts), return_features=need_features)
+        sizes = [p.shape[0] for p in parts]
+        features = list(out.features.split(sizes)) if need_features else [None] * len(parts)
+        return list(out.logits.split(sizes)), features
+
+    @torch.no_grad()
     def _teacher_stage(self, source: dict, target: dict) -> _TeacherView:
-        """One batched teacher forward: target key [+ target reference] [+ source key]."""
+        """Teacher forward(s): target key [+ target reference] [+ source key]."""
         tgt_img, _ = _key(target)
         ref = _reference(target) if self.temporal_loss is not None else None
         parts = [tgt_img] + ([ref] if ref is not None else []) + ([_key(source)[0]] if self.pixel_loss is not None else [])
-        need_features = ref is not None or self.pixel_loss is not None
-        out, _ = self.teacher(torch.cat(parts), return_features=need_features)
-        chunks = lambda t: t.split([p.shape[0] for p in parts])  # noqa: E731
-        logits = chunks(out.logits)
+        logits, features = self._teacher_forward(parts, need_features=ref is not None or self.pixel_loss is not None)
         view = _TeacherView(target_logits=logits[0])
-        # Each head projects only the frames it serves (reference frame, source frame). The teacher's
-        # heads are per-location maps (1x1 convs, BatchNorm on running statistics in eval mode), so
-        # projecting a slice equals slicing the projection of the whole batch.
+        # Each head projects only the frames it serves (reference frame, source frame). The heads are
+        # per-location maps (1x1 convs, BatchNorm), so projecting a part equals slicing the projection of
+        # the whole batch whenever the forward above was one batch (running statistics).
         project = self.teacher.model.project_features
         if ref is not None:
             view.key_prob = logits[0].float().softmax(1)
             view.ref_prob = logits[1].float().softmax(1)
-            view.ref_temporal = project(chunks(out.features)[1], head=Head.TEMPORAL)
+            view.ref_temporal = project(features[1], head=Head.TEMPORAL)
         if self.pixel_loss is not None:
-            view.source_pixel = project(chunks(out.features)[-1], head=Head.PIXEL)
+            view.source_pixel = project(features[-1], head=Head.PIXEL)
         return view
 
     def _mix_stage(self, source: dict, target: dict, tv: _TeacherView) -> dict[str, Tensor]:
@@ -276,9 +307,11 @@ class SelfTrainingMethod(nn.Module):
         tgt_img, _ = _key(target)
         pseudo = make_pseudo_labels(tv.target_logits, size=tuple(tgt_img.shape[-2:]), threshold=s.pseudo_threshold,
                                     weight_mode=s.pseudo_weight, ignore_top=s.pseudo_ignore_top,
-                                    ignore_bottom=s.pseudo_ignore_bottom)
-        mixed = class_mix(source_img=src_img, source_label=src_label, target_img=tgt_img,
-                          pseudo_label=pseudo.label, pseudo_weight=pseudo.weight)
+                                    ignore_bottom=s.pseudo_ignore_bottom, valid=clip_valid(target, 0),
+                                    pseudo_valid=target.get("pseudo_valid"))
+        mixed = class_mix(source_img=src_img, source_label=src_label, target_img=tgt_img, pseudo_label=pseudo.label,
+                          pseudo_weight=pseudo.weight, classes=s.mix_classes, source_valid=clip_valid(source, 0),
+                          target_valid=clip_valid(target, 0))
         mixed_img = self._strong_augment(mixed.img)
         use_temporal = self.temporal_loss is not None and tv.ref_prob is not None
         use_pixel_tgt = self.pixel_loss is not None and s.pixel_use_target
@@ -292,9 +325,10 @@ class SelfTrainingMethod(nn.Module):
         if use_temporal:
             losses["loss_temporal"] = self._temporal(proj[Head.TEMPORAL], mixed.mask, target, tv)
             total = total + s.temporal_weight * losses["loss_temporal"]
+        contrast_label = mask_invalid_cells(mixed.label, mixed.valid, FEATURE_STRIDE)
         if use_pixel_tgt:
-            confident = mixed.mask | (pseudo.prob > s.pseudo_threshold)
-            labels = mixed.label.masked_fill(~confident, IGNORE_INDEX)
+            confident = mixed.mask | (pseudo.prob >= s.pseudo_threshold)
+            labels = contrast_label.masked_fill(~confident, IGNORE_INDEX)
             # The bank holds teacher projections of source frames only: these student features are
             # anchors and in-batch keys, never written to it.
             losses["loss_pixel_tgt"] = self.pixel_loss(
@@ -302,28 +336,30 @@ class SelfTrainingMethod(nn.Module):
                 update_bank=False)
             total = total + s.pixel_weight * losses["loss_pixel_tgt"]
         if patch_in_view:
-            losses["loss_patch"] = self._patch_against_view(proj[Head.PATCH], mixed.img, mixed.label)
+            losses["loss_patch"] = self._patch_against_view(proj[Head.PATCH], mixed.img, contrast_label)
             total = total + s.patch_weight * losses["loss_patch"]
         total.backward()
         if self.patch_loss is not None and not patch_in_view:
-            losses["loss_patch"] = self._patch_two_crops(mixed.img, mixed.label)
+            losses["loss_patch"] = self._patch_two_crops(mixed.img, contrast_label)
         return losses
 
     def _strong_augment(self, img: Tensor) -> Tensor:
         s = self.settings
         return strong_augment(img, mean=self.mean, std=self.std, jitter_strength=s.jitter_strength,
-                              jitter_prob=s.jitter_prob, blur=s.blur)
+                              jitter_prob=s.jitter_prob, blur=s.blur, draw=s.aug_draw)
 
     def _temporal(self, key_feat: Tensor, pasted: Tensor, target: dict, tv: _TeacherView) -> Tensor:
         """Temporal contrast between target pixels of the mixed key view and the reference frame.
 
         The key-frame features come from the student's forward on the mixed image (no extra
-        forward); pasted source pixels are not frame t, so they are excluded as anchors.
+        forward); pasted source pixels are not frame t, so they are excluded as anchors, and so are
+        cells holding padding of either frame.
         """
         h, w = key_feat.shape[-2:]
         key_prob = F.interpolate(tv.key_prob, size=(h, w), mode="bilinear", align_corners=False)
         ref_prob = F.interpolate(tv.ref_prob, size=(h, w), mode="bilinear", align_corners=False)
-        target_cell = _nearest((~pasted).long(), (h, w)).bool()
+        inside = cell_valid(clip_valid(target, 0) & clip_valid(target, 1), FEATURE_STRIDE)[:, :h, :w]
+        target_cell = _nearest((~pasted).long(), (h, w)).bool() & inside
         if self.settings.temporal_reference is Reference.STUDENT:
             # Bare student, not the DDP wrapper: the mixed view's forward is this backward's one
             # wrapped forward and reaches every parameter this one does (see _patch_against_view).

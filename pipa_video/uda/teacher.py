@@ -2,9 +2,21 @@
 from __future__ import annotations
 
 import copy
+from enum import Enum
 
 import torch
 from torch import nn
+
+
+class TeacherNorm(str, Enum):
+    """How the teacher's BatchNorm layers normalise (``uda.teacher_norm``)."""
+
+    # DAFormer (mmseg/models/uda/dacs.py): the EMA covers parameters only (``_update_ema``) and the
+    # teacher forward runs in the UDA module's train mode with only dropout and DropPath switched off,
+    # so BatchNorm normalises every teacher batch with that batch's own statistics.
+    BATCH = "batch"
+    # Eval mode throughout; BatchNorm uses running statistics averaged like the parameters.
+    EMA = "ema"
 
 
 def ema_alpha(iteration: int, *, max_alpha: float) -> float:
@@ -32,24 +44,34 @@ def ema_horizon_warning(*, max_alpha: float, iters: int) -> str | None:
             f"since initialisation. {suggested:.3g} keeps the paper's horizon ({PAPER_HORIZON_SHARE:.1%} of the run).")
 
 
-class EMATeacher(nn.Module):
-    """Holds ``model``, an exponential moving average of the student's whole state.
+def _batch_norms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    Floating-point parameters AND buffers (BatchNorm running statistics) are averaged; integer
-    buffers (``num_batches_tracked``) are copied. The teacher stays in eval mode whatever
-    ``.train()`` is called with, so dropout and BatchNorm statistics never change in a teacher
-    forward.
+
+class EMATeacher(nn.Module):
+    """Holds ``model``, an exponential moving average of the student.
+
+    ``norm=TeacherNorm.EMA``: floating-point parameters AND buffers (BatchNorm running statistics) are
+    averaged, integer buffers (``num_batches_tracked``) copied, and the teacher stays in eval mode.
+    ``norm=TeacherNorm.BATCH`` (DAFormer): parameters only; dropout and DropPath stay off but BatchNorm
+    layers run in train mode, normalising each forward by its own batch (their running statistics,
+    which that mode never reads, are left to the forwards). Either way ``.train()`` cannot change it.
     """
 
-    def __init__(self, student: nn.Module, *, max_alpha: float) -> None:
+    def __init__(self, student: nn.Module, *, max_alpha: float, norm: TeacherNorm | str = TeacherNorm.BATCH) -> None:
         super().__init__()
         self.max_alpha = max_alpha
+        self.norm = TeacherNorm(norm)
         self.model = copy.deepcopy(student)
         self.model.requires_grad_(False)
-        super().train(False)
+        self.train()
 
     def train(self, mode: bool = True) -> "EMATeacher":
-        return super().train(False)
+        super().train(False)
+        if self.norm is TeacherNorm.BATCH:
+            for m in _batch_norms(self.model):
+                m.train(True)
+        return self
 
     @torch.no_grad()
     def update(self, student: nn.Module, *, iteration: int) -> None:
@@ -60,6 +82,10 @@ class EMATeacher(nn.Module):
             raise RuntimeError("teacher and student have different parameter lists")
         torch._foreach_mul_(t_params, alpha)
         torch._foreach_add_(t_params, s_params, alpha=1.0 - alpha)
+        if self.norm is TeacherNorm.EMA:
+            self._average_buffers(student, alpha)
+
+    def _average_buffers(self, student: nn.Module, alpha: float) -> None:
         t_float, s_float = [], []
         for t_buf, s_buf in zip(self.model.buffers(), student.buffers()):
             if t_buf.is_floating_point():

@@ -150,3 +150,21 @@ def test_worker_init_leaves_one_torch_and_one_opencv_thread():
         torch.set_num_threads(torch_threads)
         cv2.setNumThreads(cv2_threads)
     assert pickle.loads(pickle.dumps(worker_init)) is worker_init  # spawned workers receive it pickled
+
+
+def test_recipe_keys_reach_the_transforms(tmp_path):
+    """frame_crop (DA-VSN's SYNTHIA-Seq rows), keep_ratio (mmseg Resize), HRDA's crop-aware pseudo margins
+    and DAFormer's rare-class re-crop threshold (min_pixels * min_crop_ratio)."""
+    cfg = config(tmp_path, source=dict(rcs=dict(enabled=True, min_pixels=100, min_crop_ratio=2.0), resize=(30, 30),
+                                       keep_ratio=True, crop_size=None, ratio_range=None))
+    cfg.data.target.update(frame_crop=(0, 4, 0, 0), resize=None, crop_size=(20, 40), pseudo_margins=(2, 0, 0, 0))
+    target = build_clip_dataset(cfg, "target")[(0, 0)]
+    assert target["img"].shape == (2, 3, 20, 40) and target["valid"].all()  # 24 - 4 rows, nothing padded
+    assert not target["pseudo_valid"][:2].any() and target["pseudo_valid"][2:].all()
+    source = build_clip_dataset(cfg, "source")
+    assert source.class_crop_min_pixels == 200.0
+    assert source[(0, 0)]["img"].shape == (2, 3, 18, 30)  # 40x24 fitted into 30x30 with the aspect kept
+    assert build_clip_dataset(cfg, "target").class_crop_min_pixels == 0.0
+    cfg.data.target.frame_crop = (0, 4, 0)
+    with pytest.raises(ValueError, match=r"data\.target\.frame_crop"):
+        build_clip_dataset(cfg, "target")

@@ -144,6 +144,19 @@ def test_seeded_items_are_deterministic(tmp_path):
     assert ds[2]["img"].shape == (2, 3, 16, 16)  # a plain int works too (fresh entropy)
 
 
+def test_samples_carry_validity_masks_and_the_class_redraw(tmp_path):
+    index_dir = write_tiny_index(tmp_path, {"a": list(range(4))}, size=(40, 30))
+    crop = ClipTransform([RandomCrop(crop_size=(16, 64))], normalize=IDENTITY)  # wider than the frame
+    ds = dataset(index_dir, [-1], transform=crop, class_crop_min_pixels=10.0)
+    sample = ds[(2, 5)]
+    assert sample["valid"].shape == (2, 16, 64) and sample["pseudo_valid"].shape == (16, 64)
+    assert sample["valid"][:, :, :40].all() and not sample["valid"][:, :, 40:].any()
+    # with a class id the crop is re-drawn until it holds > 10 pixels of it; class 2 fills frame 2 here
+    assert torch.equal(ds[(2, 5, 2)]["label"], sample["label"])  # met at once: same draw as without
+    batch = default_collate([ds[(1, 0)], ds[(2, 1, 2)]])
+    assert batch["valid"].shape == (2, 2, 16, 64) and batch["pseudo_valid"].shape == (2, 16, 64)
+
+
 def test_one_frame_clips_collate_to_batches(tmp_path):
     ds = dataset(write_tiny_index(tmp_path, {"a": [0, 1, 2]}), [])
     batch = default_collate([ds[0], ds[2]])

@@ -59,6 +59,16 @@ def test_frames_below_min_pixels_are_not_candidates():
         RareClassSampler(pixel_counts=counts, temperature=0.01, min_pixels=10**6)
 
 
+def test_draw_returns_a_frame_that_holds_more_than_min_pixels_of_the_drawn_class():
+    counts = np.array([[3000, 0], [3001, 0], [0, 5000]])  # DAFormer: candidates need pixels > min_pixels
+    sampler = RareClassSampler(pixel_counts=counts, temperature=0.5, min_pixels=3000)
+    rng = np.random.default_rng(0)
+    draws = [sampler.draw(rng) for _ in range(300)]
+    assert {frame for frame, cls in draws if cls == 0} == {1}
+    assert all(counts[frame, cls] > 3000 for frame, cls in draws)
+    assert {cls for _, cls in draws} == {0, 1}
+
+
 def test_from_frames_reads_px_columns():
     frames = pd.DataFrame({"sequence": ["a", "b"], "px_road": [9000, 0], "px_car": [0, 4000]})
     sampler = RareClassSampler.from_frames(frames, columns=["px_road", "px_car"], temperature=0.01,
@@ -78,8 +88,10 @@ def test_resume_sees_exactly_the_same_batches(use_rcs):
     full = take(IterationSampler(**kw), 12)
     assert take(IterationSampler(start_iter=5, **kw), 7) == full[5:]
     assert take(IterationSampler(**kw), 12) == full  # a fresh instance: same stream
-    assert all(len(b) == 3 and all(0 <= k < 10 and isinstance(s, int) for k, s in b) for b in full)
-    assert len({s for b in full for _, s in b}) == 36  # every sample gets its own augmentation seed
+    assert all(len(b) == 3 and all(0 <= e[0] < 10 and isinstance(e[1], int) for e in b) for b in full)
+    assert len({e[1] for b in full for e in b}) == 36  # every sample gets its own augmentation seed
+    # rare-class sampling passes the drawn class on (the dataset re-draws the crop until it holds it)
+    assert all(len(e) == (3 if use_rcs else 2) for b in full for e in b)
 
 
 def test_uniform_epochs_cover_every_key_once_across_ranks():
@@ -99,7 +111,7 @@ def test_ranks_and_streams_differ_with_rcs():
     rcs = RareClassSampler(pixel_counts=one_class_per_frame([20, 20, 20])[0], temperature=1.0)
     kw = dict(num_keys=60, batch_size=4, seed=0, world_size=2, rcs=rcs)
     rank0, rank1 = take(IterationSampler(rank=0, **kw), 5), take(IterationSampler(rank=1, **kw), 5)
-    assert [k for b in rank0 for k, _ in b] != [k for b in rank1 for k, _ in b]
+    assert [e[0] for b in rank0 for e in b] != [e[0] for b in rank1 for e in b]
     other_stream = take(IterationSampler(rank=0, stream=1, **kw), 5)
     assert other_stream != rank0
 

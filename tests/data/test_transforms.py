@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipa_video.data.classes import IGNORE_INDEX
-from pipa_video.data.transforms import (Clip, ClipTransform, EvalTransform, Normalize,
+from pipa_video.data.transforms import (ClassRequirement, Clip, ClipTransform, EvalTransform, FrameCrop, Normalize,
                                         PhotoMetricDistortion, RandomCrop, RandomFlip,
                                         RandomRescale, Resize, max_class_share)
 
@@ -173,3 +173,83 @@ def test_normalize_and_eval_transform_keep_label_resolution():
     np.testing.assert_allclose(img[0].numpy().transpose(1, 2, 0), expected, atol=0.5 / 2 + 1e-4)
     _, missing = EvalTransform(resize=None, normalize=norm)(frames, [None], np.random.default_rng(0))
     assert missing.shape == (1, H, W) and bool((missing == IGNORE_INDEX).all())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_valid_marks_exactly_the_pixels_inside_the_frame(seed):
+    """``valid`` is False on padding, so a crop that is half padding says so pixel for pixel."""
+    frames, labels = coordinate_clip(2)
+    t = ClipTransform([RandomRescale(base_size=None, ratio_range=(0.5, 1.5)), RandomCrop(crop_size=(40, 56)),
+                       RandomFlip(prob=0.5), PhotoMetricDistortion()], normalize=IDENTITY)
+    out = t.apply(frames, labels, np.random.default_rng(seed))
+    assert out.valid.shape == (2, 40, 56) and out.valid.dtype == torch.bool
+    assert torch.equal(out.valid[0], out.valid[1])
+    np.testing.assert_array_equal(out.valid[0].numpy(), out.label[0].numpy() != IGNORE_INDEX)  # labels cover H x W
+    assert torch.equal(out.pseudo_valid, out.valid[0])  # no margins configured: only the padding
+
+
+def test_a_crop_half_padding_is_half_invalid():
+    frames, labels = coordinate_clip(1)
+    out = ClipTransform([RandomCrop(crop_size=(H, 2 * W))], normalize=IDENTITY).apply(
+        frames, labels, np.random.default_rng(0))
+    assert out.valid[0, :, :W].all() and not out.valid[0, :, W:].any()
+
+
+def test_crop_aware_pseudo_margins_only_bite_at_the_frame_edge():
+    """HRDA: the margin mask is built on the full frame and cropped with it (crop_pseudo_margins)."""
+    frames, labels = coordinate_clip(1)
+    t = ClipTransform([Resize(size=(W // 2, H // 2)), RandomCrop(crop_size=(12, 32))], normalize=IDENTITY,
+                      pseudo_margins=(4, 8, 0, 0))
+    seen = set()
+    for seed in range(30):
+        clip = t._geometry(frames, labels, np.random.default_rng(seed))
+        y0 = int(-clip.matrix[1, 2])  # the crop's top row on the half-size frame
+        out = t.apply(frames, labels, np.random.default_rng(seed))
+        rows = out.pseudo_valid.all(dim=1).numpy()
+        frame_rows = np.arange(y0, y0 + 12)  # 4 and 8 stored rows are 2 and 4 rows at half size
+        np.testing.assert_array_equal(rows, (frame_rows >= 2) & (frame_rows < H // 2 - 4))
+        seen.add(y0)
+    assert {0, 12} <= seen  # crops at both edges and in between were checked
+
+
+def test_frame_crop_cuts_rows_before_everything_else():
+    frames, labels = coordinate_clip(2)
+    frames[1] = frames[0]  # a clamped clip repeats one array
+    t = ClipTransform([FrameCrop(borders=(0, 8, 0, 0)), RandomCrop(crop_size=(H, W))], normalize=IDENTITY)
+    out = t.apply(frames, [labels[0], None], np.random.default_rng(0))
+    assert out.img.shape == (2, 3, H, W)
+    np.testing.assert_array_equal(out.img[0].numpy().transpose(1, 2, 0)[:H - 8], frames[0][:H - 8])
+    assert not out.valid[0, H - 8:].any() and out.valid[0, :H - 8].all()  # the cut rows are padding now
+    assert (out.label[0, H - 8:] == IGNORE_INDEX).all()
+    with pytest.raises(ValueError, match="first op"):
+        ClipTransform([Resize(size=(W // 2, H)), FrameCrop(borders=(0, 8, 0, 0))], normalize=IDENTITY).apply(
+            frames, labels, np.random.default_rng(0))
+
+
+def test_resize_keep_ratio_is_mmseg_img_scale():
+    clip = Clip([np.zeros((1052, 1914, 3), np.uint8)], [None])
+    Resize(size=(1280, 720), keep_ratio=True)(clip, np.random.default_rng(0))
+    assert clip.size == (1280, 704)
+    clip = Clip([np.zeros((1052, 1914, 3), np.uint8)], [None])
+    Resize(size=(1280, 720))(clip, np.random.default_rng(0))
+    assert clip.size == (1280, 720)
+
+
+def test_rare_class_requirement_redraws_the_crop_until_the_class_is_in_it():
+    """DAFormer's min_crop_ratio: re-draw (up to 10 times) until the crop holds > min_pixels of the class."""
+    label = np.zeros((16, 160), np.uint8)
+    label[:, 150:] = 3  # class 3 only in the last 10 columns
+    frame = np.zeros((16, 160, 3), np.uint8)
+    t = ClipTransform([RandomCrop(crop_size=(16, 16))], normalize=IDENTITY)
+    need = ClassRequirement(class_id=3, min_pixels=8)
+    hits = [int((t.apply([frame], [label], np.random.default_rng(s), require=need).label == 3).sum()) > 8
+            for s in range(40)]
+    plain = [int((t.apply([frame], [label], np.random.default_rng(s)).label == 3).sum()) > 8 for s in range(40)]
+    assert np.mean(plain) < 0.2  # 10 of 145 offsets pass
+    assert np.mean(hits) > 0.35  # 1 - (135 / 145) ** 11 = 0.54 expected
+    assert np.mean(hits) > np.mean(plain) + 0.2
+
+
+def test_geometric_ops_must_come_first():
+    with pytest.raises(ValueError, match="geometric ops must come before"):
+        ClipTransform([PhotoMetricDistortion(), RandomFlip()], normalize=IDENTITY)

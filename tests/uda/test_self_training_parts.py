@@ -14,7 +14,7 @@ def _net():
 
 def test_ema_averages_parameters_and_buffers_and_stays_in_eval():
     student = _net()
-    teacher = EMATeacher(student, max_alpha=0.9)
+    teacher = EMATeacher(student, max_alpha=0.9, norm="ema")
     teacher.train()
     assert not teacher.model.training and not any(p.requires_grad for p in teacher.parameters())
     before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
@@ -30,6 +30,32 @@ def test_ema_averages_parameters_and_buffers_and_stays_in_eval():
             torch.testing.assert_close(value, 0.9 * before[key] + 0.1 * s_state[key])
         else:
             assert torch.equal(value, s_state[key]), key
+
+
+def test_batch_norm_teacher_averages_parameters_only_like_daformer():
+    """DAFormer's _update_ema walks parameters(); BatchNorm buffers are the teacher's own, and its
+    BatchNorm runs in train mode (batch statistics) while dropout stays off."""
+    student = _net()
+    teacher = EMATeacher(student, max_alpha=0.9)
+    teacher.eval()
+    assert teacher.model[1].training and not teacher.model[2].training and not teacher.model[0].training
+    buffers = {k: v.clone() for k, v in teacher.model.state_dict().items() if "running" in k}
+    params = [p.clone() for p in teacher.model.parameters()]
+    student.train()
+    student(torch.randn(4, 3, 8, 8))  # moves the student's running statistics
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    teacher.update(student, iteration=100)
+    for before, after, s in zip(params, teacher.model.parameters(), student.parameters()):
+        torch.testing.assert_close(after, 0.9 * before + 0.1 * s)
+    for key, value in buffers.items():
+        assert torch.equal(teacher.model.state_dict()[key], value), key
+    x = torch.randn(2, 3, 8, 8) * 3 + 5
+    out = teacher(x)
+    assert torch.equal(out, teacher(x))  # deterministic: no dropout
+    teacher.model[1].eval()
+    assert not torch.allclose(out, teacher.model(x))  # and batch statistics were used
 
 
 def test_ema_first_iteration_copies_student():
@@ -94,7 +120,7 @@ def test_class_mix_takes_half_of_the_source_classes_never_ignore():
     torch.manual_seed(0)
     label = torch.tensor([0, 1, 2, 3, 255]).repeat_interleave(4).reshape(1, 4, 5).repeat(8, 1, 1)
     label = label.reshape(8, 4, 5)
-    masks = class_mix_masks(label)
+    masks = class_mix_masks(label, classes="image")
     for m, lbl in zip(masks, label):
         pasted = lbl[m].unique()
         assert 255 not in pasted.tolist()
@@ -102,6 +128,25 @@ def test_class_mix_takes_half_of_the_source_classes_never_ignore():
         for c in pasted:  # whole classes are pasted
             assert m[lbl == c].all()
     assert len({tuple(m.flatten().tolist()) for m in masks}) > 1  # random across images
+
+
+def test_class_mix_batch_mode_draws_from_the_whole_batch_255_included_like_daformer():
+    """DAFormer's get_class_masks: torch.unique over the whole batch ``labels`` (255 too), ceil(n / 2) per image."""
+    torch.manual_seed(0)
+    a = torch.tensor([0, 1, 255]).repeat_interleave(4).reshape(1, 3, 4).expand(20, 3, 4)
+    b = torch.tensor([2, 3, 4]).repeat_interleave(4).reshape(1, 3, 4).expand(20, 3, 4)
+    label = torch.stack([a[0], b[0]] * 20)  # 40 images, the batch holds 6 ids: 0 1 2 3 4 255
+    masks = class_mix_masks(label, classes="batch")
+    pasted_ids = set()
+    for m, lbl in zip(masks, label):
+        ids = lbl[m].unique().tolist()
+        pasted_ids |= set(ids)
+        assert len(ids) <= 3  # 3 of the batch's 6 ids, some of which the image may not hold
+        for c in ids:
+            assert m[lbl == c].all()
+    assert 255 in pasted_ids and {0, 1, 2, 3, 4} <= pasted_ids
+    counts = [len(lbl[m].unique()) for m, lbl in zip(masks, label)]
+    assert 0 in counts or 1 in counts  # images often get fewer than half of their own classes
 
 
 def test_class_mix_labels_and_weights():

@@ -77,9 +77,10 @@ def test_pipa_logs_every_term_on_its_own():
 
 def test_teacher_projects_each_head_only_on_its_frames_with_the_same_result():
     """The teacher stage projects the reference frame (temporal) and the source frame (pixel) alone;
-    that must equal slicing the projections of the whole batch, with non-trivial head statistics."""
+    that must equal slicing the projections of the whole batch, with non-trivial head statistics.
+    (Running statistics: ``teacher_norm='ema'``; with batch statistics each part is its own batch.)"""
     torch.manual_seed(0)
-    method = build_method(_cfg(contrast_weight=0.1))
+    method = build_method(_cfg(contrast_weight=0.1, teacher_norm="ema"))
     for m in method.teacher.model.heads.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_()
@@ -91,6 +92,24 @@ def test_teacher_projects_each_head_only_on_its_frames_with_the_same_result():
     torch.testing.assert_close(view.target_logits, out.logits[:2])
     torch.testing.assert_close(view.ref_temporal, proj[Head.TEMPORAL][2:4])
     torch.testing.assert_close(view.source_pixel, proj[Head.PIXEL][4:])
+
+
+def test_batch_statistics_teacher_normalises_each_part_by_itself_like_daformer():
+    """DAFormer's teacher runs BatchNorm in train mode on the target batch alone: the pseudo-label logits
+    must equal a teacher forward of the target key frames by themselves, whatever else the stage forwards."""
+    torch.manual_seed(0)
+    method = build_method(_cfg(contrast_weight=0.1))
+    assert method.settings.teacher_norm.value == "batch"
+    norms = [m for m in method.teacher.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    drops = [m for m in method.teacher.model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    method.train()
+    assert norms and drops and all(m.training for m in norms) and not any(m.training for m in drops)
+    source, target = _clips(), _clips(seed=1)
+    view = method._teacher_stage(source, target)
+    alone, _ = method.teacher(target["img"][:, 0])
+    torch.testing.assert_close(view.target_logits, alone.logits)
+    together, _ = method.teacher(torch.cat([target["img"][:, 0], source["img"][:, 0]]))
+    assert not torch.allclose(view.target_logits, together.logits[:2])  # batch statistics do matter
 
 
 def test_one_frame_clips_give_no_temporal_term_and_no_error():
