@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from pipa_video.cli import build_parser
-from pipa_video.data.synthetic import SyntheticSpec
+from pipa_video.synthetic import SyntheticSpec
 from pipa_video.demo import format_seed_tables, run_demo_seeds, seed_statistics
 from pipa_video.evaluation.stats import paired_difference
 

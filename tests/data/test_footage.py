@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipa_video.data.transforms import ClipTensors
 from pipa_video.data import io as data_io
 from pipa_video.data.build import check_index_class_set
 from pipa_video.data.clips import ClipDataset
@@ -27,6 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # --- A1: frame-exact reading -----------------------------------------------------------------------
+class _Untransformed:
+    """A clip transform that hands the decoded frames through untouched (RGB uint8, as read)."""
+
+    def apply(self, frames, labels, rng, *, require=None):
+        return ClipTensors(img=frames, label=labels, valid=None, pseudo_valid=None)
+
+
 def test_random_access_fault_is_found_and_extracted_frames_are_exact(tmp_path):
     video = mpeg4_bframes_avi(tmp_path / "clips" / "drive.avi")
     truth = sequential_frames(video)
@@ -43,7 +51,7 @@ def test_random_access_fault_is_found_and_extracted_frames_are_exact(tmp_path):
     record = index.meta.videos["drive.avi"]
     assert record["reading"] == EXTRACTED and record["frames"] == 60
     dataset = ClipDataset(index=index, offsets=[-1], keys="all", boundary="clamp", name="footage",
-                          transform=lambda frames, labels, rng: (frames, labels))
+                          transform=_Untransformed())
     for key in np.random.default_rng(1).permutation(len(dataset))[:12]:  # random keys, as training reads them
         frames = dataset[int(key)]["img"]
         t = int(dataset.index.frames["frame"].iat[dataset.key_rows[key]])

@@ -6,6 +6,7 @@ for target terms with no confident pixel, no stable location or no valid overlap
 import copy
 import dataclasses
 
+import pytest
 import torch
 
 from pipa_video.uda.build import build_method
@@ -96,14 +97,18 @@ def _all_ignore(clips):
     return clips
 
 
-def test_pipa_step_on_an_all_ignore_source_batch_is_finite_and_its_source_terms_are_zero():
-    method = _pipa_with_every_term()
+@pytest.mark.parametrize("classmix_classes", ["image", "batch"])
+def test_pipa_step_on_an_all_ignore_source_batch_is_finite_and_its_source_terms_are_zero(classmix_classes):
+    method = _pipa_with_every_term(classmix_classes=classmix_classes)
     losses = method.train_step(_all_ignore(_clips()), _clips(seed=1), iteration=0)
     assert {"loss_src", "loss_fd", "loss_pixel_src", "loss_mix", "loss_temporal", "loss_pixel_tgt",
             "loss_patch"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values()), losses
     assert losses["loss_src"] == losses["loss_fd"] == losses["loss_pixel_src"] == 0.0
-    assert losses["loss_mix"] > 0 and losses["loss_temporal"] > 0  # the target still teaches
+    if classmix_classes == "image":  # 255 is never pasted: the target still teaches
+        assert losses["loss_mix"] > 0 and losses["loss_temporal"] > 0
+    else:  # DAFormer pastes the batch's classes, 255 included: an all-255 source covers the whole image
+        assert losses["loss_mix"] == losses["loss_temporal"] == 0.0
     grads = [p.grad for p in method.student.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
