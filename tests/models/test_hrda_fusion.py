@@ -74,7 +74,8 @@ def test_scale_attention_head_shapes():
     head = ScaleAttentionHead(in_channels=[16, 32, 64, 128], num_classes=C, channels=8)
     feats = [torch.randn(2, c, 16 // 2 ** i, 16 // 2 ** i) for i, c in enumerate([16, 32, 64, 128])]
     assert head(feats).shape == (2, C, 16, 16)
-    assert ScaleAttentionHead(in_channels=[16, 32, 64, 128], num_classes=C, classwise=False)(feats).shape == (2, 1, 16, 16)
+    single = ScaleAttentionHead(in_channels=[16, 32, 64, 128], num_classes=C, classwise=False)
+    assert single(feats).shape == (2, 1, 16, 16)
 
 
 def test_gradients_reach_the_scale_attention_backbone_and_head():

@@ -74,8 +74,10 @@ def test_grid_cells_of_a_sub_box_are_relative_to_the_region():
         grid.cells_of(Box(0, 0, 8, 8))
 
 
-@pytest.mark.parametrize("size, window, stride", [((90, 70), (64, 64), (32, 32)), ((1024, 2048), (1024, 1024), (512, 512)),
-                                                  ((21, 34), (10, 16), (6, 7)), ((30, 40), (64, 64), (32, 32))])
+@pytest.mark.parametrize("size, window, stride", [
+    ((90, 70), (64, 64), (32, 32)), ((1024, 2048), (1024, 1024), (512, 512)), ((21, 34), (10, 16), (6, 7)),
+    ((30, 40), (64, 64), (32, 32)),
+])
 def test_window_grid_is_the_evaluation_grid(size, window, stride):
     ours = [(b.top, b.bottom, b.left, b.right) for b in window_grid(size, window=window, stride=stride)]
     assert ours == slide_windows(size, window=window, stride=stride)

@@ -75,7 +75,8 @@ def fuse_scales(*, context_logits: Tensor, detail_logits: Tensor, attention: Ten
     up_attention = F.interpolate(attention, size=size, mode="bilinear", align_corners=False)
     if detail_cells is not None:
         if not Box.whole(size).contains(detail_cells):
-            raise ValueError(f"fuse_scales: detail crop {detail_cells} (cells) leaves the fused {size[0]}x{size[1]} grid")
+            raise ValueError(f"fuse_scales: detail crop {detail_cells} (cells) leaves the fused "
+                             f"{size[0]}x{size[1]} grid")
         detail_logits = F.pad(detail_logits, (detail_cells.left, size[1] - detail_cells.right,
                                               detail_cells.top, size[0] - detail_cells.bottom))
     if tuple(detail_logits.shape[-2:]) != size:
