@@ -72,7 +72,8 @@ def _check_sources(data: dict) -> None:
                               f"stacked into one batch")
         if tuple(section["crop_size"]) != tuple(first["crop_size"]):
             raise ConfigError(f"{key}.crop_size: expected {_tuple(first['crop_size'])} as {first_key}.crop_size "
-                              f"(frames of every source are stacked into one batch), got {_tuple(section['crop_size'])}")
+                              f"(frames of every source are stacked into one batch), "
+                              f"got {_tuple(section['crop_size'])}")
         if len(section["offsets"]) != len(first["offsets"]):
             raise ConfigError(f"{key}.offsets: expected {len(first['offsets'])} reference frames as "
                               f"{first_key}.offsets={list(first['offsets'])} (clips of every source are stacked "

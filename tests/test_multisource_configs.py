@@ -91,7 +91,8 @@ def test_each_source_pipeline_never_pads_a_crop(entry, size):
     transform = build_clip_transform(cfg.data.sources[entry], mean=cfg.data.mean, std=cfg.data.std, key="source")
     w, h = size
     for seed in range(5):
-        out = transform.apply([np.zeros((h, w, 3), np.uint8)], [np.zeros((h, w), np.uint8)], np.random.default_rng(seed))
+        frame, label = np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8)
+        out = transform.apply([frame], [label], np.random.default_rng(seed))
         assert out.img.shape[-2:] == (512, 512) and bool(out.valid.all())
 
 
@@ -130,7 +131,8 @@ def test_bad_entries_fail_at_load_time_naming_the_entry(sources, message):
 
 
 def test_the_target_crop_must_match_every_source():
-    with pytest.raises(ConfigError, match=r"data\.target\.crop_size: expected data\.sources\[0\]\.crop_size=\(48, 48\)"):
+    expected = r"data\.target\.crop_size: expected data\.sources\[0\]\.crop_size=\(48, 48\)"
+    with pytest.raises(ConfigError, match=expected):
         validate(_cfg([dict(weight=1, crop_size=(48, 48)), dict(index="b", weight=1, crop_size=(48, 48))]))
     crop_none = _cfg([dict(weight=1), dict(index="b", weight=1)], resize=(64, 64))
     crop_none["data"]["source"]["crop_size"] = None

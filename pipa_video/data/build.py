@@ -16,10 +16,10 @@ import cv2
 import torch
 from torch.utils.data import DataLoader
 
+from pipa_video.config_relations import source_sections
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.clips import Boundary, ClipDataset, KeyFrames
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
-from pipa_video.config_relations import source_sections
 from pipa_video.data.multisource import (MultiSourceDataset, check_annotated, check_reported_classes,
                                          source_annotated_ids)
 from pipa_video.data.sampling import IterationSampler, MultiSourceSampler, RareClassSampler, SourceKeys
@@ -177,7 +177,8 @@ def worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _loader(dataset: ClipDataset, sampler: IterationSampler, cfg: Mapping) -> DataLoader:
+def _loader(dataset: ClipDataset | MultiSourceDataset, sampler: IterationSampler | MultiSourceSampler,
+            cfg: Mapping) -> DataLoader:
     workers = int(cfg["data"]["num_workers"])
     pin = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,

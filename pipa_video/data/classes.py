@@ -228,7 +228,8 @@ def label_lut(id_space: str, class_set: ClassSet | str, *, rider: Rider | str = 
 UNANNOTATED: dict[str, tuple[str, ...]] = {"synthia_rand": ("terrain", "truck", "train")}
 
 
-def annotated_class_ids(id_space: str, class_set: ClassSet | str, *, rider: Rider | str = Rider.PERSON) -> tuple[int, ...]:
+def annotated_class_ids(id_space: str, class_set: ClassSet | str, *,
+                        rider: Rider | str = Rider.PERSON) -> tuple[int, ...]:
     """Sorted train ids of ``class_set`` that labels of ``id_space`` annotate (multi-source training).
 
     A class is annotated when some raw id maps to it (``label_lut``, with the same ``rider`` rule) and the

@@ -186,7 +186,8 @@ class MultiSourceSampler:
                  rank: int = 0, world_size: int = 1, stream: int = 0) -> None:
         weights = np.array([s.weight for s in sources], np.float64)
         if len(weights) == 0 or not np.all(weights > 0) or not np.all(np.isfinite(weights)):
-            raise ValueError(f"MultiSourceSampler: need at least one source and every weight > 0, got {weights.tolist()}")
+            raise ValueError(f"MultiSourceSampler: need at least one source and every weight > 0, "
+                             f"got {weights.tolist()}")
         self.walkers = [IterationSampler(num_keys=s.num_keys, batch_size=batch_size, seed=seed, start_iter=start_iter,
                                          rank=rank, world_size=world_size, stream=stream, rcs=s.rcs, source=i)
                         for i, s in enumerate(sources)]

@@ -14,13 +14,15 @@ import numpy as np
 
 from pipa_video.data.prepare import prepare
 from pipa_video.data.sources import layouts as L
-from tests.data.fixtures import CS_LABELID_PALETTE, make_cityscapes_tree, write_palette_png, write_rgb, write_synthia_label
+from tests.data.fixtures import (CS_LABELID_PALETTE, make_cityscapes_tree, write_palette_png, write_rgb,
+                                 write_synthia_label)
 
 W, H = 128, 64
 CROP = (64, 64)
 # Red value of each band's pixels; every band is W // 4 = 32 columns wide.
 RED = dict(gta_truck=40, gta_road=80, gta_train=120, syn_void=160, syn_lane=180, syn_road=200, syn_bicycle=240)
-# Raw ids: Cityscapes labelIds (GTA5) 27 truck, 7 road, 31 train; SYNTHIA ids 0 void, 22 lane marking, 3 road, 11 bicycle.
+# Raw ids: Cityscapes labelIds (GTA5) 27 truck, 7 road, 31 train;
+# SYNTHIA ids 0 void, 22 lane marking, 3 road, 11 bicycle.
 GTA_BANDS = (("gta_truck", 27), ("gta_road", 7), ("gta_road", 7), ("gta_road", 7))
 GTA_RARE_BANDS = (("gta_truck", 27), ("gta_road", 7), ("gta_road", 7), ("gta_train", 31))
 SYN_BANDS = (("syn_void", 0), ("syn_lane", 22), ("syn_road", 3), ("syn_road", 3))

@@ -40,7 +40,8 @@ def test_classmix_pastes_only_what_each_frame_annotates(mixed_batches, classes):
         label = batch["label"][:, 0]
         b = label.shape[0]
         pseudo = torch.full_like(label, TRAIN_IDS["truck"])  # the target side may well hold trucks
-        mixed = class_mix(source_img=batch["img"][:, 0], source_label=label, target_img=torch.zeros_like(batch["img"][:, 0]),
+        img = batch["img"][:, 0]
+        mixed = class_mix(source_img=img, source_label=label, target_img=torch.zeros_like(img),
                           pseudo_label=pseudo, pseudo_weight=torch.ones(b, *label.shape[-2:]), classes=classes)
         for i, source in enumerate(batch["meta"]["source"].tolist()):
             pasted = mixed.label[i][mixed.mask[i]]
