@@ -130,6 +130,10 @@ SCHEMA: dict = dict(
             # before the crop (HRDA/PiPa: (30, 240, 30, 30) on 2048x1024 Cityscapes); None: no margins.
             pseudo_margins=opt(tuple, nullable=True, items=int, length=4, within="[0, inf)"),
         ),
+        # Multi-source training (docs/design.md): [] trains on data.source alone, as always. Otherwise each entry
+        # is a dict of data.source keys that override it (nested rcs merged) plus `weight` (> 0; weights are
+        # normalised over the entries): the share of source batch slots drawn from that source.
+        sources=opt(list, [], items=dict),
         val=_dataset(),
         test=_dataset(),
         source_batch_size=opt(int, 2, within="[1, inf)"),
@@ -317,8 +321,35 @@ def validate(cfg: Mapping) -> Config:
     """Validate a config dict (minus mmengine's bookkeeping keys) and fill in every default."""
     plain = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
     checked = _check(_to_plain(plain), SCHEMA, "")
+    checked["data"]["sources"] = resolve_sources(checked["data"])
     check_relations(checked)
     return Config(checked)
+
+
+SOURCE_WEIGHT = opt(float, within="(0, inf)")  # data.sources[i].weight
+
+
+def resolve_sources(data: Mapping[str, Any]) -> list[dict]:
+    """``data.sources`` as full source sections: each entry merged onto ``data.source`` (nested dicts key by
+    key), validated against its schema and keeping its ``weight``. Raises ``ConfigError`` naming
+    ``data.sources[i].<key>`` (unknown key, bad value, missing or non-positive weight)."""
+    resolved = []
+    for i, entry in enumerate(data["sources"]):
+        key = f"data.sources[{i}]"
+        entry = dict(entry)
+        if entry.get("weight") is None:
+            raise ConfigError(f"{key}.weight: required: the source's sampling weight (> 0)")
+        weight = _check(entry.pop("weight"), SOURCE_WEIGHT, f"{key}.weight")
+        section = _check(_merged(data["source"], entry), SCHEMA["data"]["source"], key)
+        resolved.append({**section, "weight": weight})
+    return resolved
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
+    out = copy.deepcopy(dict(base))
+    for k, v in override.items():
+        out[k] = _merged(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+    return out
 
 
 def size_wh(value: Any, *, key: str) -> tuple[int, int] | None:

@@ -29,6 +29,7 @@ def check_relations(cfg: dict) -> None:
         raise ConfigError(f"class_set: {cfg['class_set']!r} is not one of {sorted(CLASS_SETS)}")
     for section in ("source", "target", "val", "test"):
         _check_clip_section(cfg["data"][section], f"data.{section}")
+    _check_sources(cfg["data"])
     if cfg["uda"]["method"] == "self_training" and cfg["data"]["target"]["index"] is not None:
         _check_mixing(cfg)
     _check_patch(cfg)
@@ -50,15 +51,45 @@ def _check_clip_section(section: dict, key: str) -> None:
                           f"got {list(offsets)}")
 
 
+def source_sections(data: dict) -> list[tuple[str, dict]]:
+    """(key, section) of every source a run trains on: the ``data.sources`` entries, else ``data.source``."""
+    if data["sources"]:
+        return [(f"data.sources[{i}]", section) for i, section in enumerate(data["sources"])]
+    return [("data.source", data["source"])]
+
+
+def _check_sources(data: dict) -> None:
+    """Frames of several sources share a batch: each names its index, all have one crop size and clip length."""
+    if not data["sources"]:
+        return
+    first_key, first = source_sections(data)[0]
+    for key, section in source_sections(data):
+        _check_clip_section(section, key)
+        if section["index"] is None:
+            raise ConfigError(f"{key}.index: not set; every entry of data.sources names its source's index directory")
+        if section["crop_size"] is None:
+            raise ConfigError(f"{key}.crop_size: expected a crop size, not None: frames of every source are "
+                              f"stacked into one batch")
+        if tuple(section["crop_size"]) != tuple(first["crop_size"]):
+            raise ConfigError(f"{key}.crop_size: expected {_tuple(first['crop_size'])} as {first_key}.crop_size "
+                              f"(frames of every source are stacked into one batch), "
+                              f"got {_tuple(section['crop_size'])}")
+        if len(section["offsets"]) != len(first["offsets"]):
+            raise ConfigError(f"{key}.offsets: expected {len(first['offsets'])} reference frames as "
+                              f"{first_key}.offsets={list(first['offsets'])} (clips of every source are stacked "
+                              f"into one batch), got {list(section['offsets'])}")
+
+
 def _check_mixing(cfg: dict) -> None:
     """ClassMix pastes source image i onto target image i: same batch size, same crop size."""
     data = cfg["data"]
     if data["source_batch_size"] != data["target_batch_size"]:
         raise ConfigError(f"data.target_batch_size: expected data.source_batch_size={data['source_batch_size']} "
                           f"(ClassMix pairs source and target images), got {data['target_batch_size']}")
-    source, target = data["source"]["crop_size"], data["target"]["crop_size"]
+    source_key, source_section = source_sections(data)[0]  # several sources share one crop size
+    source, target = source_section["crop_size"], data["target"]["crop_size"]
     if source is not None and target is not None and tuple(source) != tuple(target):
-        raise ConfigError(f"data.target.crop_size: expected data.source.crop_size={_tuple(source)} (ClassMix "
+        raise ConfigError(f"data.target.crop_size: expected {source_key}.crop_size={_tuple(source)} (ClassMix "
                           f"pastes source pixels onto target images of the same size), got {_tuple(target)}")
     uda = cfg["uda"]
     ignored = uda["pseudo_ignore_top"] + uda["pseudo_ignore_bottom"]

@@ -1,23 +1,28 @@
 """Builders: the one place where the ``data`` (and ``evaluation.resize``) config becomes objects.
 
 ``build_clip_dataset(cfg, domain)`` -> ClipDataset for ``data.<domain>``;
-``build_train_loaders(cfg, start_iter=...)`` -> infinite iterators of collated source/target batches;
+``build_train_loaders(cfg, start_iter=...)`` -> infinite iterators of collated source/target batches
+(the source from ``data.source``, or from every ``data.sources`` entry: ``data.multisource``);
 ``build_eval_dataset(cfg, split)`` -> labelled one-frame clips, image resized, labels at full size.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import cv2
 import torch
 from torch.utils.data import DataLoader
 
+from pipa_video.config_relations import source_sections
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.clips import Boundary, ClipDataset, KeyFrames
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
-from pipa_video.data.sampling import IterationSampler, RareClassSampler
+from pipa_video.data.multisource import (MultiSourceDataset, check_annotated, check_reported_classes,
+                                         source_annotated_ids)
+from pipa_video.data.sampling import IterationSampler, MultiSourceSampler, RareClassSampler, SourceKeys
 from pipa_video.data.transforms import (ClipOp, ClipTransform, EvalTransform, FrameCrop, Normalize,
                                         PhotoMetricDistortion, RandomCrop, RandomFlip,
                                         RandomRescale, Resize)
@@ -172,32 +177,101 @@ def worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _loader(dataset: ClipDataset, sampler: IterationSampler, cfg: Mapping) -> DataLoader:
+def _loader(dataset: ClipDataset | MultiSourceDataset, sampler: IterationSampler | MultiSourceSampler,
+            cfg: Mapping) -> DataLoader:
     workers = int(cfg["data"]["num_workers"])
     pin = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin, worker_init_fn=worker_init)
 
 
+def _rare_class_sampler(section: Mapping, dataset: ClipDataset, *,
+                        classes: Sequence[int] | None = None) -> RareClassSampler | None:
+    """DAFormer's rare-class sampling over ``dataset``'s key frames when ``section.rcs`` enables it."""
+    rcs = section["rcs"]
+    if not rcs["enabled"]:
+        return None
+    return RareClassSampler.from_frames(dataset.key_frame_table(), columns=dataset.index.class_set.column_names(),
+                                        temperature=float(rcs["temperature"]), min_pixels=int(rcs["min_pixels"]),
+                                        classes=classes)
+
+
+def _source_batches(cfg: Mapping, *, start_iter: int, rank: int, world_size: int) -> Iterator[dict]:
+    """Batches of the one source ``data.source``."""
+    data = cfg["data"]
+    source = build_clip_dataset(cfg, Domain.SOURCE.value)
+    source_sampler = IterationSampler(num_keys=len(source), batch_size=int(data["source_batch_size"]),
+                                      seed=int(cfg["runtime"]["seed"]), start_iter=start_iter, rank=rank,
+                                      world_size=world_size, stream=SOURCE_STREAM,
+                                      rcs=_rare_class_sampler(data["source"], source))
+    return iter(_loader(source, source_sampler, cfg))
+
+
+@contextmanager
+def _named(key: str) -> Iterator[None]:
+    """Errors raised for the section given as ``data.source`` name it ``key`` (``data.sources[i]``)."""
+    try:
+        yield
+    except ValueError as error:  # DatasetError, ConfigError and the transforms' ValueError
+        raise type(error)(str(error).replace("data.source.", f"{key}.")) from error
+
+
+def _with_source(cfg: Mapping, section: Mapping) -> dict:
+    """``cfg`` with ``section`` as ``data.source`` (what ``build_clip_dataset`` reads)."""
+    return {**{k: cfg[k] for k in cfg.keys()}, "data": {**cfg["data"], "source": section}}
+
+
+def build_source_datasets(cfg: Mapping) -> list[ClipDataset]:
+    """One ClipDataset per source the run trains on (``data.sources`` entries, else ``data.source``);
+    errors name the entry. Raises ``DatasetError`` as ``build_clip_dataset``."""
+    datasets = []
+    for key, section in source_sections(cfg["data"]):
+        with _named(key):
+            datasets.append(build_clip_dataset(_with_source(cfg, section), Domain.SOURCE.value))
+    return datasets
+
+
+def build_multi_source(cfg: Mapping, *, start_iter: int, rank: int = 0,
+                       world_size: int = 1) -> tuple[MultiSourceDataset, MultiSourceSampler]:
+    """Dataset and batch sampler mixing the ``data.sources`` entries by weight.
+
+    Each source keeps its own class map; its rare-class sampling draws only the classes it annotates.
+    Raises ``DatasetError`` for a missing or mismatched index, labels of a class the source's dataset
+    does not annotate, or a reported class no source annotates (``data.multisource``).
+    """
+    class_set = get_class_set(cfg["class_set"])
+    datasets = build_source_datasets(cfg)
+    keys, annotated = [], []
+    for (key, section), dataset in zip(source_sections(cfg["data"]), datasets):
+        annotated.append(source_annotated_ids(dataset.index, class_set))
+        check_annotated(dataset.index, class_set, annotated[-1], key=f"{key}.index")
+        with _named(key):
+            rcs = _rare_class_sampler(section, dataset, classes=annotated[-1])
+        keys.append(SourceKeys(num_keys=len(dataset), weight=float(section["weight"]), rcs=rcs))
+    check_reported_classes(class_set, annotated)
+    sampler = MultiSourceSampler(sources=keys, batch_size=int(cfg["data"]["source_batch_size"]),
+                                 seed=int(cfg["runtime"]["seed"]), start_iter=start_iter, rank=rank,
+                                 world_size=world_size, stream=SOURCE_STREAM)
+    return MultiSourceDataset(datasets), sampler
+
+
+def _multi_source_batches(cfg: Mapping, *, start_iter: int, rank: int, world_size: int) -> Iterator[dict]:
+    dataset, sampler = build_multi_source(cfg, start_iter=start_iter, rank=rank, world_size=world_size)
+    return iter(_loader(dataset, sampler, cfg))
+
+
 def build_train_loaders(cfg: Mapping, *, start_iter: int, rank: int = 0,
                         world_size: int = 1) -> tuple[Iterator[dict], Iterator[dict] | None]:
     """Infinite iterators of collated (source, target) batches starting at iteration ``start_iter``.
 
-    Target is None for ``uda.method='source_only'`` or when ``data.target.index`` is unset. Batch
-    ``i`` depends only on (runtime.seed, i, rank), so a resumed run continues exactly.
+    The source batches come from ``data.source``, or, when ``data.sources`` lists several, from all of
+    them by weight (a batch may hold frames of several sources; ``meta["source"]`` says which). Target
+    is None for ``uda.method='source_only'`` or when ``data.target.index`` is unset. Batch ``i``
+    depends only on (runtime.seed, i, rank), so a resumed run continues exactly.
     """
     data, seed = cfg["data"], int(cfg["runtime"]["seed"])
-    source = build_clip_dataset(cfg, Domain.SOURCE.value)
-    rcs_cfg = data["source"]["rcs"]
-    rcs = None
-    if rcs_cfg["enabled"]:
-        rcs = RareClassSampler.from_frames(
-            source.key_frame_table(), columns=source.index.class_set.column_names(),
-            temperature=float(rcs_cfg["temperature"]), min_pixels=int(rcs_cfg["min_pixels"]))
-    source_sampler = IterationSampler(num_keys=len(source), batch_size=int(data["source_batch_size"]),
-                                      seed=seed, start_iter=start_iter, rank=rank,
-                                      world_size=world_size, stream=SOURCE_STREAM, rcs=rcs)
-    source_batches = iter(_loader(source, source_sampler, cfg))
+    build_sources = _multi_source_batches if data.get("sources") else _source_batches
+    source_batches = build_sources(cfg, start_iter=start_iter, rank=rank, world_size=world_size)
     if cfg["uda"]["method"] == UDA_SOURCE_ONLY or data["target"]["index"] is None:
         return source_batches, None
     target = build_clip_dataset(cfg, Domain.TARGET.value)

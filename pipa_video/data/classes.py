@@ -221,6 +221,30 @@ def label_lut(id_space: str, class_set: ClassSet | str, *, rider: Rider | str = 
     return lut
 
 
+# Classes an id space names but its dataset never annotates. SYNTHIA-RAND-CITYSCAPES has ids for terrain (16),
+# truck (18) and train (20) and DAFormer's converter maps them, but no pixel holds them (datasets.md: 16
+# classes; MADAN's 16-class mIoU drops exactly these three, scripts/eval_fcn.py). A truck in a SYNTHIA frame
+# is labelled void or another class, so "no truck pixel" does not mean "no truck here".
+UNANNOTATED: dict[str, tuple[str, ...]] = {"synthia_rand": ("terrain", "truck", "train")}
+
+
+def annotated_class_ids(id_space: str, class_set: ClassSet | str, *,
+                        rider: Rider | str = Rider.PERSON) -> tuple[int, ...]:
+    """Sorted train ids of ``class_set`` that labels of ``id_space`` annotate (multi-source training).
+
+    A class is annotated when some raw id maps to it (``label_lut``, with the same ``rider`` rule) and the
+    dataset is not known never to use it (``UNANNOTATED``). Every other class of the set may hide under the
+    dataset's ignore pixels (255): its absence from the labels is no evidence. Raises ``KeyError`` for an
+    unknown id space or class set. E.g. ``synthia_rand`` in ``cityscapes19``: the 16 ids without 9, 14, 16.
+    """
+    if isinstance(class_set, str):
+        class_set = get_class_set(class_set)
+    lut = label_lut(id_space, class_set, rider=rider)
+    mapped = set(np.unique(lut[lut != IGNORE_INDEX]).tolist())
+    absent = {class_set.names.index(n) for n in UNANNOTATED.get(id_space, ()) if n in class_set.names}
+    return tuple(sorted(mapped - absent))
+
+
 def known_ids(id_space: str) -> np.ndarray:
     """Sorted raw ids a label of ``id_space`` may legitimately contain (others are errors)."""
     return np.asarray(ID_SPACES[id_space][1])
