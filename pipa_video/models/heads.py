@@ -3,6 +3,12 @@
 Both take the backbone's four maps (strides 4..32) and return ``(logits, fused)``: the class logits
 at stride 4 and the fused stride-4 feature they were classified from, which the contrastive losses
 project. Module names follow DAFormer/mmseg (``embed_layers``, ``fuse_layer``, ``conv_seg``).
+
+Memory layout: with ``channels_last`` (the default) the heads run their convolutions on channels-last
+tensors (NHWC in memory, still indexed (B, C, H, W)), the layout cuDNN's bf16 tensor-core kernels
+and oneDNN want, and run every 1x1 conv as the matmul it is (``F.linear`` over the channels of the
+NHWC view: no im2col, no layout copies). Outputs equal the NCHW path's up to float rounding
+(``channels_last=False`` keeps the plain NCHW convolutions; tests compare the two).
 """
 from __future__ import annotations
 
@@ -22,37 +28,70 @@ class HeadName(str, Enum):
     SEGFORMER = "segformer"
 
 
+def is_pointwise(conv: nn.Conv2d) -> bool:
+    """A 1x1, stride-1, ungrouped, unpadded conv: a per-pixel linear map over the channels."""
+    return (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+            and conv.padding in ((0, 0), "valid"))
+
+
+def pointwise_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``conv(x)`` for a pointwise ``conv`` as one matmul over the NHWC view; the result is channels-last.
+
+    On a channels-last ``x`` the permuted view is contiguous, so nothing is copied. (On the CPU with
+    one thread PyTorch runs 1x1 convs through its slow im2col path; a matmul avoids it. On CUDA this
+    is the GEMM cuDNN would run for an NHWC 1x1 conv.)
+    """
+    weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
+    return F.linear(x.permute(0, 2, 3, 1), weight, conv.bias).permute(0, 3, 1, 2)
+
+
+def to_layout(x: Tensor, channels_last: bool) -> Tensor:
+    """``x`` in the head's memory layout (no copy when it is already in it)."""
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 class ConvBNReLU(nn.Module):
-    """Conv (no bias) -> BatchNorm -> ReLU: mmcv's ``ConvModule`` with BN and ReLU."""
+    """Conv (no bias) -> BatchNorm -> ReLU: mmcv's ``ConvModule`` with BN and ReLU.
+
+    ``channels_last``: run on the channels-last layout (1x1 convs as matmuls); the parameters and the
+    result are the same as with the NCHW layout.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0,
-                 dilation: int = 1, groups: int = 1) -> None:
+                 dilation: int = 1, groups: int = 1, channels_last: bool = True) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
                               groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.activate = nn.ReLU(inplace=True)
+        self.channels_last = channels_last
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.activate(self.bn(self.conv(x)))
+        x = to_layout(x, self.channels_last)
+        y = pointwise_conv(x, self.conv) if self.channels_last and is_pointwise(self.conv) else self.conv(x)
+        return self.activate(self.bn(y))
 
 
 class DepthwiseSeparableConvBNReLU(nn.Module):
     """Dilated depthwise 3x3 conv-BN-ReLU then pointwise 1x1 conv-BN-ReLU (mmcv's module of that name)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, dilation: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, dilation: int, channels_last: bool = True) -> None:
         super().__init__()
         self.depthwise_conv = ConvBNReLU(in_channels, in_channels, 3, padding=dilation, dilation=dilation,
-                                         groups=in_channels)
-        self.pointwise_conv = ConvBNReLU(in_channels, out_channels, 1)
+                                         groups=in_channels, channels_last=channels_last)
+        self.pointwise_conv = ConvBNReLU(in_channels, out_channels, 1, channels_last=channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise_conv(self.depthwise_conv(x))
 
 
 class MLPEmbed(nn.Module):
-    """A per-pixel linear map (B, C_in, H, W) -> (B, C_out, H, W), as SegFormer's ``MLP``."""
+    """A per-pixel linear map (B, C_in, H, W) -> (B, C_out, H, W), as SegFormer's ``MLP``.
+
+    The result is channels-last in memory (the matmul runs on the NHWC view; on a channels-last input,
+    as the MiT backbone returns, the view is contiguous and nothing is copied).
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -70,19 +109,21 @@ class ASPPFusion(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: int, *, dilations: Sequence[int] = DAFORMER_DILATIONS,
-                 separable: bool = True) -> None:
+                 separable: bool = True, channels_last: bool = True) -> None:
         super().__init__()
         self.aspp_modules = nn.ModuleList(
-            [self._branch(in_channels, channels, dilation=d, separable=separable) for d in dilations])
-        self.bottleneck = ConvBNReLU(len(dilations) * channels, channels, 3, padding=1)
+            [self._branch(in_channels, channels, dilation=d, separable=separable, channels_last=channels_last)
+             for d in dilations])
+        self.bottleneck = ConvBNReLU(len(dilations) * channels, channels, 3, padding=1, channels_last=channels_last)
 
     @staticmethod
-    def _branch(in_channels: int, channels: int, *, dilation: int, separable: bool) -> nn.Module:
+    def _branch(in_channels: int, channels: int, *, dilation: int, separable: bool,
+                channels_last: bool) -> nn.Module:
         if dilation == 1:
-            return ConvBNReLU(in_channels, channels, 1)
+            return ConvBNReLU(in_channels, channels, 1, channels_last=channels_last)
         if separable:
-            return DepthwiseSeparableConvBNReLU(in_channels, channels, dilation=dilation)
-        return ConvBNReLU(in_channels, channels, 3, padding=dilation, dilation=dilation)
+            return DepthwiseSeparableConvBNReLU(in_channels, channels, dilation=dilation, channels_last=channels_last)
+        return ConvBNReLU(in_channels, channels, 3, padding=dilation, dilation=dilation, channels_last=channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bottleneck(torch.cat([branch(x) for branch in self.aspp_modules], dim=1))
@@ -91,33 +132,38 @@ class ASPPFusion(nn.Module):
 class _DecodeHead(nn.Module):
     """Shared tail: dropout and the 1x1 classifier; ``channels`` is the fused feature's width."""
 
-    def __init__(self, *, channels: int, num_classes: int, dropout: float) -> None:
+    def __init__(self, *, channels: int, num_classes: int, dropout: float, channels_last: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         self.channels = channels
         self.num_classes = num_classes
+        self.channels_last = channels_last
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
         nn.init.normal_(self.conv_seg.weight, std=CLASSIFIER_INIT_STD)
         nn.init.zeros_(self.conv_seg.bias)
 
     def classify(self, fused: Tensor) -> Tensor:
-        return self.conv_seg(self.dropout(fused))
+        x = to_layout(self.dropout(fused), self.channels_last)
+        return pointwise_conv(x, self.conv_seg) if self.channels_last else self.conv_seg(x)
 
-    @staticmethod
-    def _embed_all(embeds: nn.ModuleList, features: Sequence[Tensor]) -> list[Tensor]:
+    def _embed_all(self, embeds: nn.ModuleList, features: Sequence[Tensor]) -> list[Tensor]:
         """Embed each level and resize it to the first (stride-4) level's grid."""
-        if len(features) != len(embeds):
-            raise ValueError(f"expected {len(embeds)} feature maps, got {len(features)}")
+        _check_levels(features, len(embeds))
         size = features[0].shape[-2:]
         out = []
         for embed, feature in zip(embeds, features):
             x = embed(feature)
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            out.append(x)
+            out.append(to_layout(x, self.channels_last))
         return out
+
+
+def _check_levels(features: Sequence[Tensor], expected: int) -> None:
+    if len(features) != expected:
+        raise ValueError(f"expected {expected} feature maps, got {len(features)}")
 
 
 class DAFormerHead(_DecodeHead):
@@ -125,12 +171,12 @@ class DAFormerHead(_DecodeHead):
 
     def __init__(self, *, in_channels: Sequence[int], num_classes: int, channels: int = 256,
                  embed_dim: int | None = None, dilations: Sequence[int] = DAFORMER_DILATIONS,
-                 separable: bool = True, dropout: float = 0.1) -> None:
-        super().__init__(channels=channels, num_classes=num_classes, dropout=dropout)
+                 separable: bool = True, dropout: float = 0.1, channels_last: bool = True) -> None:
+        super().__init__(channels=channels, num_classes=num_classes, dropout=dropout, channels_last=channels_last)
         embed_dim = channels if embed_dim is None else embed_dim  # DAFormer: both 256
         self.embed_layers = nn.ModuleList([MLPEmbed(c, embed_dim) for c in in_channels])
         self.fuse_layer = ASPPFusion(embed_dim * len(in_channels), channels, dilations=dilations,
-                                     separable=separable)
+                                     separable=separable, channels_last=channels_last)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         fused = self.fuse_layer(torch.cat(self._embed_all(self.embed_layers, features), dim=1))
@@ -138,19 +184,45 @@ class DAFormerHead(_DecodeHead):
 
 
 class SegFormerHead(_DecodeHead):
-    """SegFormer's all-MLP decoder: MLP embeddings, upsample to 1/4, concat, 1x1 conv-BN-ReLU fuse."""
+    """SegFormer's all-MLP decoder: MLP embeddings, upsample to 1/4, concat, 1x1 conv-BN-ReLU fuse.
+
+    ``fold_fuse`` (default) computes the same function without building the concatenation: the
+    embedding (linear), the bilinear upsampling (a per-pixel convex combination) and the 1x1 fuse conv
+    (linear) commute, so ``fuse(cat_i up(E_i x_i + b_i)) = sum_i up(W_i E_i x_i + W_i b_i)`` with
+    ``W_i`` the fuse conv's block for level i. Each level is mapped straight to the fused width at its
+    own resolution and only the sum is formed at stride 4: the 4C -> C conv over the stride-4 grid,
+    most of the head's FLOPs, is gone. The parameters (and checkpoints) are SegFormer's, unchanged;
+    outputs equal the concatenating form up to float rounding (tests compare the two).
+    """
 
     def __init__(self, *, in_channels: Sequence[int], num_classes: int, channels: int = 256,
-                 dropout: float = 0.1) -> None:
-        super().__init__(channels=channels, num_classes=num_classes, dropout=dropout)
+                 dropout: float = 0.1, channels_last: bool = True, fold_fuse: bool = True) -> None:
+        super().__init__(channels=channels, num_classes=num_classes, dropout=dropout, channels_last=channels_last)
         self.embed_layers = nn.ModuleList([MLPEmbed(c, channels) for c in in_channels])
-        self.fuse_layer = ConvBNReLU(channels * len(in_channels), channels, 1)
+        self.fuse_layer = ConvBNReLU(channels * len(in_channels), channels, 1, channels_last=channels_last)
+        self.fold_fuse = fold_fuse
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        embedded = self._embed_all(self.embed_layers, features)
-        # SegFormer concatenates the coarsest level first (c4, c3, c2, c1).
-        fused = self.fuse_layer(torch.cat(embedded[::-1], dim=1))
+        if self.fold_fuse:
+            fused = self._folded_fuse(features)
+        else:
+            # SegFormer concatenates the coarsest level first (c4, c3, c2, c1).
+            fused = self.fuse_layer(torch.cat(self._embed_all(self.embed_layers, features)[::-1], dim=1))
         return self.classify(fused), fused
+
+    def _folded_fuse(self, features: Sequence[Tensor]) -> Tensor:
+        _check_levels(features, len(self.embed_layers))
+        size = features[0].shape[-2:]
+        # The fuse conv's input blocks are the levels coarsest first: block j belongs to level L-1-j.
+        blocks = self.fuse_layer.conv.weight.flatten(1).split(self.channels, dim=1)[::-1]
+        total = None
+        for embed, block, feature in zip(self.embed_layers, blocks, features):
+            weight, bias = block @ embed.proj.weight, block @ embed.proj.bias
+            x = F.linear(feature.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
+            if x.shape[-2:] != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            total = x if total is None else total + x
+        return self.fuse_layer.activate(self.fuse_layer.bn(to_layout(total, self.channels_last)))
 
 
 _HEADS = {HeadName.DAFORMER: DAFormerHead, HeadName.SEGFORMER: SegFormerHead}
@@ -158,8 +230,8 @@ HEAD_NAMES: tuple[str, ...] = tuple(h.value for h in HeadName)
 
 
 def build_decode_head(name: str, *, in_channels: Sequence[int], num_classes: int, channels: int,
-                      dropout: float) -> _DecodeHead:
+                      dropout: float, channels_last: bool = True) -> _DecodeHead:
     if name not in HEAD_NAMES:
         raise ValueError(f"unknown decode head {name!r}; expected one of {list(HEAD_NAMES)}")
     return _HEADS[HeadName(name)](in_channels=in_channels, num_classes=num_classes, channels=channels,
-                                  dropout=dropout)
+                                  dropout=dropout, channels_last=channels_last)
