@@ -4,7 +4,8 @@ An index directory holds
 - ``index.csv``: one row per frame, columns ``sequence, frame, image, label, labelled`` then one
   pixel-count column per class (``px_<class name>``, see ``ClassSet.column_names``);
 - ``meta.json``: the dataset ``layout``, the ``root`` the image paths are relative to, the
-  ``class_set`` and the ``rider`` rule the labels were converted with, and the ``split``;
+  ``class_set`` and the ``rider`` rule the labels were converted with, and the ``split``; for a
+  frame cache (``--cache-size``) also ``cache``, see ``data.frame_cache``;
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video
@@ -40,6 +41,7 @@ class IndexMeta:
     class_set: str
     rider: str = "person"
     split: str = "train"
+    cache: dict | None = None  # a training frame cache: size, resampling, original root and sizes
 
 
 def _umask() -> int:
