@@ -75,6 +75,7 @@ class FrameResizer:
     data_root: Path
     out_dir: Path
     size: tuple[int, int]
+    label_root: Path  # the index directory the table's label paths are relative to
 
     def __call__(self, task: tuple[str, int, str]) -> tuple[str, str, tuple[int, int]]:
         image, frame, label = task
@@ -85,9 +86,9 @@ class FrameResizer:
         data_io.write_png(self.out_dir / FRAMES_DIR / cached_image, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         cached_label = ""
         if label:
-            train_ids = data_io.read_train_ids(self.out_dir / label)
+            train_ids = data_io.read_train_ids(self.label_root / label)
             if train_ids.shape[:2] != source.shape[:2]:
-                raise DatasetError(f"{self.out_dir / label}: label is {train_ids.shape[1]}x{train_ids.shape[0]}, "
+                raise DatasetError(f"{self.label_root / label}: label is {train_ids.shape[1]}x{train_ids.shape[0]}, "
                                    f"frame {self.data_root / image} is {original[0]}x{original[1]}")
             cached_label = cached_label_path(label, self.size)
             data_io.write_png(self.out_dir / cached_label,
@@ -96,17 +97,21 @@ class FrameResizer:
 
 
 def cache_frames(table: pd.DataFrame, meta: IndexMeta, *, out_dir: str | Path, size: tuple[int, int],
-                 workers: int = 1, quiet: bool = False) -> tuple[pd.DataFrame, IndexMeta]:
-    """Write the cache for an index ``table`` whose labels are already under ``out_dir``.
+                 workers: int = 1, quiet: bool = False,
+                 label_root: str | Path | None = None) -> tuple[pd.DataFrame, IndexMeta]:
+    """Write the cache of an index (``table``, ``meta``) into the index directory ``out_dir``.
 
-    Returns the table and meta that point at the cache (write them with ``index.write_index``).
-    ``size`` is (w, h). Raises DatasetError when a frame cannot be read or disagrees with its label.
+    The table's labels are relative to ``label_root`` (default ``out_dir``: prepare's case).
+    Returns the table and meta that point at the cache (write them to ``out_dir`` with
+    ``index.write_index``). ``size`` is (w, h). Raises DatasetError when a frame cannot be read or
+    disagrees with its label.
     """
     if meta.cache:
         raise DatasetError(f"{out_dir}: the index is already a {meta.cache['size']} frame cache; cache the "
                            f"original index instead")
     out_dir = Path(out_dir)
-    resizer = FrameResizer(data_root=Path(meta.root), out_dir=out_dir, size=(int(size[0]), int(size[1])))
+    resizer = FrameResizer(data_root=Path(meta.root), out_dir=out_dir, size=(int(size[0]), int(size[1])),
+                           label_root=Path(label_root) if label_root is not None else out_dir)
     tasks = list(zip(table["image"], table["frame"].astype(int), table["label"].fillna("")))
     progress = dict(total=len(tasks), desc=f"cache frames at {size[0]}x{size[1]}", unit="frame", disable=quiet,
                     dynamic_ncols=True)
