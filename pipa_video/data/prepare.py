@@ -304,7 +304,7 @@ def build_parser(layout: Layout) -> argparse.ArgumentParser:
     parser.add_argument("--cache-size", type=_size_arg, metavar="WxH",
                         help="also write every frame and label resized to WxH (the recipe's first resize, e.g. "
                              "1024x512 for Cityscapes in DAFormer) and point the index at them: a training-only "
-                             "frame cache that the loader decodes ~4x faster (see data/frame_cache.py)")
+                             "frame cache, a quarter of the pixels to decode (see data/frame_cache.py)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     for option in layout.options:
         if option.name != SPLIT_OPTION:
