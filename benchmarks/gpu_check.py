@@ -372,6 +372,25 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines + ["| " + " | ".join(table_line(r)) + " |" for r in rows])
 
 
+# (what, row, reference row): ratios the README quotes, printed under the table
+RATIOS = (
+    ("PiPa++ step over the DAFormer self-training step (goal <= +15%)", "train PiPa++", "train DAFormer self-training"),
+    ("channels_last off over on (DAFormer step)", "train DAFormer self-training, channels_last off",
+     "train DAFormer self-training"),
+    ("torch.compile over eager (DAFormer step)", "train DAFormer self-training, torch.compile",
+     "train DAFormer self-training"),
+    ("bf16 autocast over float32/TF32 (eval, whole 2048x1024)", "eval whole, 2048x1024 input, bf16 autocast",
+     "eval whole, 2048x1024 input"),
+    ("frame cache over PNGs (loader, ms per batch)", "loader, frame cache PNGs", "loader, Cityscapes PNGs"),
+)
+
+
+def summary(rows: list[dict]) -> list[str]:
+    ms = {r["name"]: r["ms_per_iter"] for r in rows if r["status"] == "ok"}
+    return [f"{what}: {100 * (ms[a] / ms[b] - 1):+.1f}% time per iteration" for what, a, b in RATIOS
+            if a in ms and b in ms]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU (CI check of this script)")
@@ -459,7 +478,11 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"[{report['elapsed_s']:6.1f} s] " + " | ".join(table_line(result)), flush=True)
     finally:
         alarm.cancel()
+    report["summary"] = summary(report["rows"])
+    atomic_write_text(args.out, json.dumps(report, indent=2))
     print("\n" + markdown(report["rows"]))
+    for line in report["summary"]:
+        print(f"- {line}")
     print(f"wrote {args.out}")
     return report
 

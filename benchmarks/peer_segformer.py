@@ -6,7 +6,8 @@ path off, classifier dropout 0.1, train mode. One iteration is forward + cross-e
 stride-4 logits + backward of a 2x3x512x512 batch. The models run A/B interleaved in one process
 (round r times every model once, in a rotating order), and the figure is the median over rounds
 of the per-round ratio peer / ours, for wall time and for this process's CPU time (the fairer
-column when other processes share the cores). A third model, ours with the plain NCHW,
+column when other processes share the cores), and the FLOPs of one iteration of each
+(``torch.utils.flop_counter``). A third model, ours with the plain NCHW,
 concatenating head (``channels_last=False, fold_fuse=False``), shows what the head changes bring;
 its outputs are compared with ours (the same weights): they must agree within 1e-4.
 
@@ -89,6 +90,15 @@ def time_round(steps: dict[str, Callable[[], None]], order: list[str]) -> dict[s
     return out
 
 
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one forward + backward (matmuls, convolutions, attention), torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
 def profile(step: Callable[[], None], rows: int) -> str:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
@@ -109,12 +119,13 @@ def compare(variant: str, *, rounds: int, batch: int, size: int, profile_rows: i
     max_diff = check_same_function(models[OURS], models[PLAIN], x)
     steps = {name: make_step(m.train(), x, label) for name, m in models.items()}
     names = list(steps)
-    time_round(steps, names)  # warm-up: allocator, oneDNN primitives
+    flops = {name: count_flops(step) for name, step in steps.items()}  # doubles as the warm-up round
     rows = []
     for r in range(rounds):
         rows.append(time_round(steps, names[r % 3:] + names[: r % 3]))
     result = {"variant": variant, "parameters": params[OURS], "batch": batch, "size": size, "rounds": rounds,
-              "max_abs_logit_diff_vs_plain_head": max_diff}
+              "max_abs_logit_diff_vs_plain_head": max_diff,
+              **{f"{name} GFLOP": flops[name] / 1e9 for name in names}}
     for name in names:
         result[f"{name} wall s"] = statistics.median(t[name][0] for t in rows)
         result[f"{name} CPU s"] = statistics.median(t[name][1] for t in rows)
@@ -143,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results:
         for name, text in r.get("profiles", {}).items():
             print(f"\n{r['variant']}, {name}: top operators by self CPU time (one forward + backward)\n{text}")
-    columns = ["variant", "parameters", f"{OURS} CPU s", f"{PLAIN} CPU s", f"{PEER} CPU s",
+    columns = ["variant", "parameters", f"{OURS} GFLOP", f"{PEER} GFLOP", f"{OURS} CPU s", f"{PLAIN} CPU s", f"{PEER} CPU s",
                f"peer / {OURS}, CPU", f"peer / {OURS}, wall", f"peer / {PLAIN}, CPU", "max_abs_logit_diff_vs_plain_head"]
     print(f"\nforward + backward, {args.batch}x3x{args.size}x{args.size}, {torch.get_num_threads()} thread(s), "
           f"medians over {args.rounds} interleaved rounds; load average before {load_before[0]:.1f}, after "

@@ -4,11 +4,12 @@ Both take the backbone's four maps (strides 4..32) and return ``(logits, fused)`
 at stride 4 and the fused stride-4 feature they were classified from, which the contrastive losses
 project. Module names follow DAFormer/mmseg (``embed_layers``, ``fuse_layer``, ``conv_seg``).
 
-Memory layout: with ``channels_last`` (the default) the heads run their convolutions on channels-last
-tensors (NHWC in memory, still indexed (B, C, H, W)), the layout cuDNN's bf16 tensor-core kernels
-and oneDNN want, and run every 1x1 conv as the matmul it is (``F.linear`` over the channels of the
-NHWC view: no im2col, no layout copies). Outputs equal the NCHW path's up to float rounding
-(``channels_last=False`` keeps the plain NCHW convolutions; tests compare the two).
+Memory layout (``channels_last``, default on): on CUDA the heads work on channels-last tensors
+(NHWC in memory, still indexed (B, C, H, W)), the layout of cuDNN's bf16 tensor-core kernels, and run
+every 1x1 conv on such a tensor as the matmul it is (``F.linear`` over the NHWC view: no layout
+copies). On the CPU the DAFormer head keeps NCHW: oneDNN runs its dilated depthwise and dense 3x3
+convs 2-5x slower on NHWC (measured, ``CHANNELS_LAST_DEVICES``). The SegFormer head has no spatial
+conv and stays NHWC everywhere. Outputs equal the NCHW path's up to float rounding (tests compare).
 """
 from __future__ import annotations
 
@@ -28,59 +29,72 @@ class HeadName(str, Enum):
     SEGFORMER = "segformer"
 
 
+# Device types on which ``channels_last`` heads use NHWC for their spatial convs. Not the CPU: there
+# oneDNN (1 thread, AMD EPYC) took 5.5x longer for a dilated 1024-channel depthwise 3x3 conv and 1.7x
+# for the 1024->256 3x3 bottleneck on NHWC than on NCHW (forward + backward), and the DAFormer head's
+# step 2x longer. Tests add "cpu" to check the NHWC path.
+CHANNELS_LAST_DEVICES = ("cuda",)
+
+
 def is_pointwise(conv: nn.Conv2d) -> bool:
     """A 1x1, stride-1, ungrouped, unpadded conv: a per-pixel linear map over the channels."""
     return (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
             and conv.padding in ((0, 0), "valid"))
 
 
+def is_nhwc(x: Tensor) -> bool:
+    """Whether the (B, H, W, C) view of ``x`` is contiguous, i.e. ``x`` is channels-last in memory."""
+    return x.permute(0, 2, 3, 1).is_contiguous()
+
+
 def pointwise_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(x)`` for a pointwise ``conv`` as one matmul over the NHWC view; the result is channels-last.
 
-    On a channels-last ``x`` the permuted view is contiguous, so nothing is copied. (On the CPU with
-    one thread PyTorch runs 1x1 convs through its slow im2col path; a matmul avoids it. On CUDA this
-    is the GEMM cuDNN would run for an NHWC 1x1 conv.)
+    On a channels-last ``x`` the view is contiguous and nothing is copied (on CUDA this is the GEMM
+    cuDNN runs for an NHWC 1x1 conv; on the CPU with one thread it also avoids PyTorch's slow im2col
+    path for 1x1 convs).
     """
     weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
     return F.linear(x.permute(0, 2, 3, 1), weight, conv.bias).permute(0, 3, 1, 2)
 
 
-def to_layout(x: Tensor, channels_last: bool) -> Tensor:
-    """``x`` in the head's memory layout (no copy when it is already in it)."""
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+def apply_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``conv(x)``; a pointwise conv on a channels-last ``x`` as a matmul (no layout change)."""
+    return pointwise_conv(x, conv) if is_pointwise(conv) and is_nhwc(x) else conv(x)
+
+
+def to_layout(x: Tensor, nhwc: bool) -> Tensor:
+    """``x`` channels-last (``nhwc``) or NCHW-contiguous; no copy when it already is."""
+    return x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
 
 class ConvBNReLU(nn.Module):
     """Conv (no bias) -> BatchNorm -> ReLU: mmcv's ``ConvModule`` with BN and ReLU.
 
-    ``channels_last``: run on the channels-last layout (1x1 convs as matmuls); the parameters and the
-    result are the same as with the NCHW layout.
+    Works in the layout it is given (a 1x1 conv on a channels-last input runs as a matmul).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0,
-                 dilation: int = 1, groups: int = 1, channels_last: bool = True) -> None:
+                 dilation: int = 1, groups: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
                               groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.activate = nn.ReLU(inplace=True)
-        self.channels_last = channels_last
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        x = to_layout(x, self.channels_last)
-        y = pointwise_conv(x, self.conv) if self.channels_last and is_pointwise(self.conv) else self.conv(x)
-        return self.activate(self.bn(y))
+        return self.activate(self.bn(apply_conv(x, self.conv)))
 
 
 class DepthwiseSeparableConvBNReLU(nn.Module):
     """Dilated depthwise 3x3 conv-BN-ReLU then pointwise 1x1 conv-BN-ReLU (mmcv's module of that name)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, dilation: int, channels_last: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, dilation: int) -> None:
         super().__init__()
         self.depthwise_conv = ConvBNReLU(in_channels, in_channels, 3, padding=dilation, dilation=dilation,
-                                         groups=in_channels, channels_last=channels_last)
-        self.pointwise_conv = ConvBNReLU(in_channels, out_channels, 1, channels_last=channels_last)
+                                         groups=in_channels)
+        self.pointwise_conv = ConvBNReLU(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise_conv(self.depthwise_conv(x))
@@ -109,21 +123,19 @@ class ASPPFusion(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: int, *, dilations: Sequence[int] = DAFORMER_DILATIONS,
-                 separable: bool = True, channels_last: bool = True) -> None:
+                 separable: bool = True) -> None:
         super().__init__()
         self.aspp_modules = nn.ModuleList(
-            [self._branch(in_channels, channels, dilation=d, separable=separable, channels_last=channels_last)
-             for d in dilations])
-        self.bottleneck = ConvBNReLU(len(dilations) * channels, channels, 3, padding=1, channels_last=channels_last)
+            [self._branch(in_channels, channels, dilation=d, separable=separable) for d in dilations])
+        self.bottleneck = ConvBNReLU(len(dilations) * channels, channels, 3, padding=1)
 
     @staticmethod
-    def _branch(in_channels: int, channels: int, *, dilation: int, separable: bool,
-                channels_last: bool) -> nn.Module:
+    def _branch(in_channels: int, channels: int, *, dilation: int, separable: bool) -> nn.Module:
         if dilation == 1:
-            return ConvBNReLU(in_channels, channels, 1, channels_last=channels_last)
+            return ConvBNReLU(in_channels, channels, 1)
         if separable:
-            return DepthwiseSeparableConvBNReLU(in_channels, channels, dilation=dilation, channels_last=channels_last)
-        return ConvBNReLU(in_channels, channels, 3, padding=dilation, dilation=dilation, channels_last=channels_last)
+            return DepthwiseSeparableConvBNReLU(in_channels, channels, dilation=dilation)
+        return ConvBNReLU(in_channels, channels, 3, padding=dilation, dilation=dilation)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bottleneck(torch.cat([branch(x) for branch in self.aspp_modules], dim=1))
@@ -144,20 +156,24 @@ class _DecodeHead(nn.Module):
         nn.init.normal_(self.conv_seg.weight, std=CLASSIFIER_INIT_STD)
         nn.init.zeros_(self.conv_seg.bias)
 
+    def nhwc(self, x: Tensor) -> bool:
+        """Whether this head works channels-last on ``x``'s device."""
+        return self.channels_last
+
     def classify(self, fused: Tensor) -> Tensor:
-        x = to_layout(self.dropout(fused), self.channels_last)
-        return pointwise_conv(x, self.conv_seg) if self.channels_last else self.conv_seg(x)
+        return apply_conv(self.dropout(fused), self.conv_seg)
 
     def _embed_all(self, embeds: nn.ModuleList, features: Sequence[Tensor]) -> list[Tensor]:
-        """Embed each level and resize it to the first (stride-4) level's grid."""
+        """Embed each level and resize it to the first (stride-4) level's grid, in the head's layout."""
         _check_levels(features, len(embeds))
         size = features[0].shape[-2:]
+        nhwc = self.nhwc(features[0])
         out = []
         for embed, feature in zip(embeds, features):
             x = embed(feature)
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            out.append(to_layout(x, self.channels_last))
+            out.append(to_layout(x, nhwc))
         return out
 
 
@@ -176,7 +192,10 @@ class DAFormerHead(_DecodeHead):
         embed_dim = channels if embed_dim is None else embed_dim  # DAFormer: both 256
         self.embed_layers = nn.ModuleList([MLPEmbed(c, embed_dim) for c in in_channels])
         self.fuse_layer = ASPPFusion(embed_dim * len(in_channels), channels, dilations=dilations,
-                                     separable=separable, channels_last=channels_last)
+                                     separable=separable)
+
+    def nhwc(self, x: Tensor) -> bool:
+        return self.channels_last and x.device.type in CHANNELS_LAST_DEVICES
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         fused = self.fuse_layer(torch.cat(self._embed_all(self.embed_layers, features), dim=1))
@@ -199,7 +218,7 @@ class SegFormerHead(_DecodeHead):
                  dropout: float = 0.1, channels_last: bool = True, fold_fuse: bool = True) -> None:
         super().__init__(channels=channels, num_classes=num_classes, dropout=dropout, channels_last=channels_last)
         self.embed_layers = nn.ModuleList([MLPEmbed(c, channels) for c in in_channels])
-        self.fuse_layer = ConvBNReLU(channels * len(in_channels), channels, 1, channels_last=channels_last)
+        self.fuse_layer = ConvBNReLU(channels * len(in_channels), channels, 1)
         self.fold_fuse = fold_fuse
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -222,7 +241,7 @@ class SegFormerHead(_DecodeHead):
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             total = x if total is None else total + x
-        return self.fuse_layer.activate(self.fuse_layer.bn(to_layout(total, self.channels_last)))
+        return self.fuse_layer.activate(self.fuse_layer.bn(to_layout(total, self.nhwc(total))))
 
 
 _HEADS = {HeadName.DAFORMER: DAFormerHead, HeadName.SEGFORMER: SegFormerHead}

@@ -118,14 +118,26 @@ def _assert_same(a, b, train, atol=1e-5):
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("head_cls", [DAFormerHead, SegFormerHead])
-def test_channels_last_changes_the_layout_not_the_outputs_or_gradients(head_cls, train):
+def test_channels_last_changes_the_layout_not_the_outputs_or_gradients(head_cls, train, monkeypatch):
+    from pipa_video.models import heads
+
+    monkeypatch.setattr(heads, "CHANNELS_LAST_DEVICES", ("cpu", "cuda"))  # the CUDA path, run on the CPU
     extra = {"fold_fuse": False} if head_cls is SegFormerHead else {}
     fast, plain = _twin(head_cls, {"channels_last": True, **extra}, {"channels_last": False, **extra})
     _assert_same(fast, plain, train)
     fast.eval()
     logits, fused = fast(_features())
-    assert fused.is_contiguous(memory_format=torch.channels_last)
+    assert fused.is_contiguous(memory_format=torch.channels_last) and not fused.is_contiguous()
     assert plain.eval()(_features())[1].is_contiguous()
+
+
+def test_on_the_cpu_the_daformer_head_keeps_nchw_and_the_segformer_head_nhwc():
+    """oneDNN runs the DAFormer head's dilated and 3x3 convs slower on NHWC (heads.CHANNELS_LAST_DEVICES)."""
+    with torch.no_grad():
+        daformer = DAFormerHead(in_channels=IN_CHANNELS, num_classes=3, channels=16).eval()(_features())[1]
+        segformer = SegFormerHead(in_channels=IN_CHANNELS, num_classes=3, channels=16).eval()(_features())[1]
+    assert daformer.is_contiguous()
+    assert segformer.is_contiguous(memory_format=torch.channels_last) and not segformer.is_contiguous()
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -136,11 +148,14 @@ def test_folded_segformer_fuse_is_the_concatenating_head(train):
 
 
 def test_pointwise_conv_is_the_conv():
-    from pipa_video.models.heads import is_pointwise, pointwise_conv
+    from pipa_video.models.heads import apply_conv, is_pointwise, pointwise_conv
 
     conv = nn.Conv2d(12, 5, 1)
     x = torch.randn(2, 12, 7, 9)
     assert is_pointwise(conv) and not is_pointwise(nn.Conv2d(12, 5, 3, padding=1))
     assert not is_pointwise(nn.Conv2d(12, 6, 1, groups=2)) and not is_pointwise(nn.Conv2d(12, 5, 1, stride=2))
     torch.testing.assert_close(pointwise_conv(x, conv), conv(x))
-    torch.testing.assert_close(pointwise_conv(x.contiguous(memory_format=torch.channels_last), conv), conv(x))
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(pointwise_conv(nhwc, conv), conv(x))
+    assert apply_conv(nhwc, conv).is_contiguous(memory_format=torch.channels_last)  # the matmul path
+    assert apply_conv(x, conv).is_contiguous()  # an NCHW input keeps the conv
