@@ -1,10 +1,11 @@
-"""Disk cost, decode time and exactness of the frame-cache formats, on generated Cityscapes-sized frames.
+"""Disk cost, encode and decode time and exactness of the frame-cache formats, on generated frames.
 
 A frame of ``loader.fake_frame`` (a smooth colour field plus mild noise) at 2048x1024 is stored as
 PNG, then resized to the cache size (1024x512, cv2.INTER_LINEAR as the cache does) and stored in
-each candidate format. For each: bytes per frame, CPU ms to decode one frame (median of --repeats),
-and the largest pixel error after decoding (0 = exact). The cache uses PNG: exact, and a quarter of
-the original's decode time; the lossy formats are listed to show what they would save.
+each candidate format. For each: bytes per frame, CPU ms to encode it (once, at prepare time), CPU
+ms to decode it (median of --repeats), and the largest pixel error after decoding (0 = exact). The
+cache uses PNG: exact, fast to write, a quarter of the original's decode time; the other formats
+are listed to show what they would save or cost.
 
     python benchmarks/frame_cache.py
     python benchmarks/frame_cache.py --frames 6 --repeats 9 --out /tmp/frame_cache.json
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     originals = [encode(f, ".png", []) for f in frames]
     rows.append(dict(format=f"original PNG {ORIGINAL[0]}x{ORIGINAL[1]}", kib=np.mean([len(b) for b in originals]) / 1024,
+                     encode_cpu_ms=np.mean([cpu_ms(lambda f=f: encode(f, ".png", []), 1) for f in frames]),
                      decode_cpu_ms=np.mean([cpu_ms(lambda b=b: decode(b, ".png", None), args.repeats)
                                             for b in originals]), max_error=0))
     small = [cv2.resize(f, CACHE, interpolation=cv2.INTER_LINEAR) for f in frames]
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         blobs = [encode(s, ext, params) for s in small]
         errors = [int(np.abs(decode(b, ext, s.shape).astype(int) - s).max()) for b, s in zip(blobs, small)]
         rows.append(dict(format=f"{name} {CACHE[0]}x{CACHE[1]}", kib=np.mean([len(b) for b in blobs]) / 1024,
+                         encode_cpu_ms=np.mean([cpu_ms(lambda s=s: encode(s, ext, params), 1) for s in small]),
                          decode_cpu_ms=np.mean([cpu_ms(lambda b=b, s=s: decode(b, ext, s.shape), args.repeats)
                                                 for b, s in zip(blobs, small)]), max_error=max(errors)))
     base = rows[0]
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
         r["size_vs_original"] = r["kib"] / base["kib"]
         r["decode_speedup"] = base["decode_cpu_ms"] / r["decode_cpu_ms"]
     print(f"{args.frames} generated frames, 1 OpenCV thread, load average {os.getloadavg()[0]:.1f}")
-    print(markdown_table(rows, ["format", "kib", "size_vs_original", "decode_cpu_ms", "decode_speedup", "max_error"]))
+    print(markdown_table(rows, ["format", "kib", "size_vs_original", "encode_cpu_ms", "decode_cpu_ms", "decode_speedup",
+                                "max_error"]))
     report = {"frames": args.frames, "repeats": args.repeats, "opencv": cv2.__version__, "rows": rows,
               "load_average": os.getloadavg()[0]}
     write_report(args.out, report)

@@ -1,7 +1,8 @@
 """The one-shot GPU check: every GPU figure of the README in one run of at most 8 minutes.
 
     python benchmarks/gpu_check.py              # one GPU; stops itself after --budget seconds (default 420)
-    python benchmarks/gpu_check.py --smoke      # the same rows at toy sizes on the CPU (< 3 minutes)
+    python benchmarks/gpu_check.py --smoke      # the same rows at toy sizes on the CPU (< 3 minutes;
+                                                # torch.compile there uses the aot_eager backend)
     python benchmarks/gpu_check.py --only eval  # rows whose name contains 'eval' (repeatable)
 
 Rows (``ROWS``; a new method is one more ``TrainRow`` naming its recipe file):
@@ -108,6 +109,7 @@ class Scale:
     loader_crop: tuple[int, int] = (512, 512)  # (h, w)
     loader_frames: int = 12
     workers: int = 4
+    compile_backend: str = "inductor"  # torch.compile's default; the smoke run's aot_eager skips codegen
 
     def model_overrides(self) -> dict:
         """Smoke: a MiT-shaped toy backbone and a narrow head instead of MiT-B5 + 256 channels."""
@@ -116,7 +118,8 @@ class Scale:
 
 FULL = Scale(smoke=False, iters=20)  # ~50 ms steps expected on an H100-class GPU: 20 cost little
 SMOKE = Scale(smoke=True, warmup=1, crop_divisor=8, eval_frame=(256, 128), eval_input=(128, 64), window=(128, 128),
-              stride=(64, 64), loader_frame=(256, 128), loader_resize=(128, 64), loader_crop=(64, 64), loader_frames=6)
+              stride=(64, 64), loader_frame=(256, 128), loader_resize=(128, 64), loader_crop=(64, 64), loader_frames=6,
+              compile_backend="aot_eager")
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,8 @@ def run_train(row: TrainRow, ctx: Context) -> dict:
     crop = int(cfg.data.source.crop_size[0]) // ctx.scale.crop_divisor
     frames = 1 + len(cfg.data.source.offsets)
     configure_backends(cfg.runtime)
-    rig = build_step(cfg, crop=crop, frames=frames, device=ctx.device)
+    rig = build_step(cfg, crop=crop, frames=frames, device=ctx.device,
+                     compile_options={"backend": ctx.scale.compile_backend})
     result = measure(rig.step, device=ctx.device, scale=ctx.scale, budget=ctx.budget, what=row.name)
     key = (path, crop, tuple(sorted((k, v) for k, v in row.overrides.items() if k != "runtime.compile")))
     if not cfg.runtime.compile:  # FlopCounterMode counts eager ops; a compiled row takes its eager twin's count
@@ -255,8 +259,9 @@ def run_train(row: TrainRow, ctx: Context) -> dict:
     size = f"{cfg.model.backbone.type} {crop}x{crop}, 2+2 clips of {frames}"
     result.update(config=path, size=size, flops=ctx.flops.get(key), throughput_unit="steps/s")
     if cfg.runtime.compile:
-        result["notes"] = (f"warm-up (compilation included) {result['warmup_s']:.0f} s; FLOPs of the eager step"
-                           if key in ctx.flops else "no eager twin measured: FLOPs unknown")
+        result["notes"] = (f"backend {ctx.scale.compile_backend}; warm-up (compilation included) "
+                           f"{result['warmup_s']:.0f} s; " + ("FLOPs of the eager step" if key in ctx.flops
+                                                              else "no eager twin measured: FLOPs unknown"))
     return result
 
 
@@ -395,7 +400,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU (CI check of this script)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for the whole run (default 420 on a GPU, 170 with --smoke)")
+                        help="seconds for the whole run (default 420 on a GPU, 150 with --smoke)")
     parser.add_argument("--only", action="append", default=[], metavar="WORD", help="rows whose name contains WORD")
     parser.add_argument("--skip", action="append", default=[], metavar="WORD", help="leave out rows containing WORD")
     parser.add_argument("--peak-tflops", type=float, default=None,
@@ -458,7 +463,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit("gpu_check: no CUDA device visible; run with --smoke for the CPU check of this script")
     device = torch.device("cpu" if args.smoke else "cuda")
     scale = SMOKE if args.smoke else FULL
-    budget = Budget(args.budget if args.budget is not None else (170.0 if args.smoke else 420.0))
+    budget = Budget(args.budget if args.budget is not None else (150.0 if args.smoke else 420.0))
     peak = peak_tflops(device, args.peak_tflops)
     env = {**environment(device), "peak_bf16_tflops": peak, "load_average": os.getloadavg(),
            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}

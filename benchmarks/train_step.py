@@ -88,13 +88,15 @@ def autocast_for(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def build_step(cfg: dict, *, crop: int, frames: int, device: torch.device) -> StepRig:
-    """As ``engine.build.train`` builds it: the method on the device, compiled when ``runtime.compile``,
-    AdamW (fused on CUDA) with the backbone norms exempt from weight decay."""
+def build_step(cfg: dict, *, crop: int, frames: int, device: torch.device,
+               compile_options: dict | None = None) -> StepRig:
+    """As ``engine.build.train`` builds it: the method on the device, compiled when ``runtime.compile``
+    (``compile_options`` go to ``torch.compile``), AdamW (fused on CUDA) with the backbone norms exempt
+    from weight decay."""
     torch.manual_seed(0)
     method = build_method(cfg).to(device)
     if cfg["runtime"]["compile"]:
-        compile_segmentors(method)
+        compile_segmentors(method, **(compile_options or {}))
     optimizer = build_optimizer(method.student.param_groups(), lr=6e-5, head_lr_mult=10.0, weight_decay=0.01,
                                 betas=(0.9, 0.999), no_decay=method.student.no_decay_parameters())
     num_classes = get_class_set(cfg["class_set"]).num_classes
