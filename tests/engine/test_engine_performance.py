@@ -39,7 +39,8 @@ def _clip_batch(seed, size=64):
 
 # aot_eager traces with dynamo and AOTAutograd as inductor does, without generating and compiling C++
 # (minutes on a 2-core machine): the suite runs it; the inductor case, what runtime.compile uses, is slow.
-BACKENDS = [pytest.param("aot_eager", id="aot_eager"), pytest.param("inductor", id="inductor", marks=pytest.mark.slow)]
+BACKENDS = [pytest.param("aot_eager", id="aot_eager"),
+            pytest.param("inductor", id="inductor", marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
