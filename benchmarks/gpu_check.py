@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -333,7 +333,6 @@ def run_loader(row: LoaderRow, ctx: Context) -> dict:
         fetch()
     sync(ctx.device)
     seconds = time.perf_counter() - start
-    del batches
     frame = f"{s.loader_resize[0]}x{s.loader_resize[1]} cache" if row.cached else \
         f"{s.loader_frame[0]}x{s.loader_frame[1]}"
     return dict(iters=count, statistic="mean", ms_per_iter=1e3 * seconds / count, warmup_s=warmup,

@@ -2,7 +2,6 @@
 that points at them and says how they were made, a training pipeline that sees the same clips, and
 evaluation that refuses it."""
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
