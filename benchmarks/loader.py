@@ -10,6 +10,12 @@ The baseline is what a plain PyTorch loader does per frame: PIL open, resize to 
 crop (zero/255 padding), flip, torchvision to_tensor + normalize. It does no photometric jitter, so
 the comparison is conservative. Both run through a DataLoader with the same worker counts.
 
+For the Cityscapes-like PNGs a third pipeline reads the frame cache of the prepare tools
+(``--cache-size 1024x512``: frames and labels stored at the training size, ``data/frame_cache.py``),
+built in the same run from the same frames; the baseline keeps reading the original PNGs. The
+pipelines of one dataset and worker count are timed one after the other in one process, and the
+per-worker CPU time per clip (``CPUTimed``) is the column that other load on the machine does not move.
+
     python benchmarks/loader.py                       # default: ~1-2 minutes on 2 cores
     python benchmarks/loader.py --clips 96 --workers 0 2 4 --out /tmp/loader.json
 """
@@ -35,6 +41,7 @@ from pipa_video.config import validate
 from pipa_video.data import io
 from pipa_video.data.build import build_clip_dataset
 from pipa_video.data.classes import get_class_set
+from pipa_video.data.frame_cache import cache_frames
 from pipa_video.data.index import IndexMeta, atomic_write_text, load_index, write_index
 from pipa_video.data.sampling import IterationSampler
 
@@ -43,6 +50,7 @@ CROP = (512, 512)  # (h, w)
 RATIO_RANGE = (0.5, 2.0)
 FLIP_PROB = 0.5
 OFFSETS = [-1]
+OURS, CACHED, BASELINE = "pipa-video (cv2, one warp)", "pipa-video, frame cache", "PIL per frame"
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 
@@ -92,6 +100,14 @@ def write_fake_dataset(root: Path, spec: FakeDataset, num_frames: int, seed: int
                          **dict(zip(cs.column_names(), counts))))
     write_index(root / "index", pd.DataFrame(rows), IndexMeta(layout="benchmark", root=str(root), class_set=CLASS_SET))
     return root / "index"
+
+
+def cached_index(index_dir: Path, spec: FakeDataset, out_dir: Path) -> Path:
+    """The frame cache of ``index_dir`` at the training size, as ``prepare --cache-size`` writes it."""
+    plain = load_index(index_dir)
+    table, meta = cache_frames(plain.frames, plain.meta, out_dir=out_dir, size=spec.train_size, quiet=True,
+                               label_root=plain.index_dir)
+    return write_index(out_dir, table, meta).parent
 
 
 def ours(index_dir: Path, spec: FakeDataset) -> Dataset:
@@ -192,8 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="pipa_loader_bench_") as tmp:
         for d, spec in enumerate(DATASETS):
             index_dir = write_fake_dataset(Path(tmp) / f"d{d}", spec, args.frames, seed=d)
-            pipelines = {"pipa-video (cv2, one warp)": ours(index_dir, spec),
-                         "PIL per frame": PILBaseline(index_dir, spec)}
+            pipelines = {OURS: ours(index_dir, spec), BASELINE: PILBaseline(index_dir, spec)}
+            if spec.ext == "png":
+                pipelines[CACHED] = ours(cached_index(index_dir, spec, Path(tmp) / f"d{d}_cache"), spec)
             for workers in args.workers:
                 for pipeline, dataset in pipelines.items():
                     seconds, cpu = measure(dataset, workers=workers, batches=batches, batch_size=args.batch_size,
@@ -203,17 +220,17 @@ def main(argv: list[str] | None = None) -> dict:
                                         seconds=round(seconds, 3), clips_per_s=round(clips / seconds, 2),
                                         ms_per_clip=round(1000 * seconds / clips, 1),
                                         cpu_ms_per_clip=round(1000 * cpu / clips, 1)))
-                    print(f"  {spec.name:20s} {pipeline:27s} workers={workers}: {clips / seconds:6.2f} clips/s, "
+                    print(f"  {spec.name:20s} {pipeline:31s} workers={workers}: {clips / seconds:6.2f} clips/s, "
                           f"{1000 * cpu / clips:6.1f} CPU ms/clip", flush=True)
 
-    speedups = {}  # per dataset and worker count: wall-clock and per-worker CPU speed-up over PIL
+    speedups = {}  # per dataset, pipeline and worker count: wall-clock and per-worker CPU speed-up over PIL
     for r in results:
-        if r["pipeline"].startswith("PIL"):
-            mine = next(o for o in results if o["dataset"] == r["dataset"] and o["workers"] == r["workers"]
-                        and not o["pipeline"].startswith("PIL"))
-            speedups.setdefault(r["dataset"], {})[str(r["workers"])] = dict(
-                wall=round(mine["clips_per_s"] / r["clips_per_s"], 2),
-                cpu=round(r["cpu_ms_per_clip"] / mine["cpu_ms_per_clip"], 2))
+        if r["pipeline"] != BASELINE:
+            base = next(o for o in results if o["dataset"] == r["dataset"] and o["workers"] == r["workers"]
+                        and o["pipeline"] == BASELINE)
+            speedups.setdefault(r["dataset"], {}).setdefault(r["pipeline"], {})[str(r["workers"])] = dict(
+                wall=round(r["clips_per_s"] / base["clips_per_s"], 2),
+                cpu=round(base["cpu_ms_per_clip"] / r["cpu_ms_per_clip"], 2))
     report = dict(
         benchmark="training loader throughput (T=2 clips, 512x512 crops, rescale 0.5-2.0, flip)",
         machine=dict(cpus=os.cpu_count(), platform=platform.platform(), python=platform.python_version(),
@@ -230,13 +247,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_table(results: list[dict], speedups: dict) -> None:
-    header = (f"| {'dataset':20s} | {'pipeline':27s} | workers | clips/s | ms/clip | CPU ms/clip "
+    header = (f"| {'dataset':20s} | {'pipeline':31s} | workers | clips/s | ms/clip | CPU ms/clip "
               f"| speed-up (wall) | speed-up (CPU/worker) |")
     print("\n" + header + "\n|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
-        ratio = speedups[r["dataset"]][str(r["workers"])]
-        wall, cpu = ("", "") if r["pipeline"].startswith("PIL") else (f"{ratio['wall']:.2f}x", f"{ratio['cpu']:.2f}x")
-        print(f"| {r['dataset']:20s} | {r['pipeline']:27s} | {r['workers']:7d} | {r['clips_per_s']:7.2f} "
+        wall = cpu = ""
+        if r["pipeline"] != BASELINE:
+            ratio = speedups[r["dataset"]][r["pipeline"]][str(r["workers"])]
+            wall, cpu = f"{ratio['wall']:.2f}x", f"{ratio['cpu']:.2f}x"
+        print(f"| {r['dataset']:20s} | {r['pipeline']:31s} | {r['workers']:7d} | {r['clips_per_s']:7.2f} "
               f"| {r['ms_per_clip']:7.1f} | {r['cpu_ms_per_clip']:11.1f} | {wall:>15s} | {cpu:>21s} |")
 
 

@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, markdown_table, peak_mib, reset_peak, time_call, write_report  # noqa: E402
 
 from pipa_video.config import validate  # noqa: E402
+from pipa_video.data.classes import get_class_set  # noqa: E402
 from pipa_video.engine.optim import build_optimizer  # noqa: E402
+from pipa_video.engine.performance import compile_segmentors  # noqa: E402
 from pipa_video.uda.build import build_method  # noqa: E402
 from pipa_video.uda.mix import class_mix, strong_augment  # noqa: E402
 from pipa_video.uda.pseudo import make_pseudo_labels  # noqa: E402
@@ -37,9 +39,10 @@ def make_config(backbone: str, **uda) -> dict:
                      "uda": {"method": "self_training", **uda}})
 
 
-def make_batch(*, batch: int, frames: int, crop: int, device: torch.device, seed: int) -> dict:
+def make_batch(*, batch: int, frames: int, crop: int, device: torch.device, seed: int,
+               num_classes: int = NUM_CLASSES) -> dict:
     g = torch.Generator().manual_seed(seed)
-    label = torch.randint(0, NUM_CLASSES, (batch, frames, crop, crop), generator=g)
+    label = torch.randint(0, num_classes, (batch, frames, crop, crop), generator=g)
     return {"img": torch.randn(batch, frames, 3, crop, crop, generator=g).to(device), "label": label.to(device),
             "has_label": torch.ones(batch, frames, dtype=torch.bool, device=device)}
 
@@ -85,13 +88,20 @@ def autocast_for(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def build_step(cfg: dict, *, crop: int, frames: int, device: torch.device) -> StepRig:
+def build_step(cfg: dict, *, crop: int, frames: int, device: torch.device,
+               compile_options: dict | None = None) -> StepRig:
+    """As ``engine.build.train`` builds it: the method on the device, compiled when ``runtime.compile``
+    (``compile_options`` go to ``torch.compile``), AdamW (fused on CUDA) with the backbone norms exempt
+    from weight decay."""
     torch.manual_seed(0)
     method = build_method(cfg).to(device)
+    if cfg["runtime"]["compile"]:
+        compile_segmentors(method, **(compile_options or {}))
     optimizer = build_optimizer(method.student.param_groups(), lr=6e-5, head_lr_mult=10.0, weight_decay=0.01,
-                                betas=(0.9, 0.999))
-    source = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=0)
-    target = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=1)
+                                betas=(0.9, 0.999), no_decay=method.student.no_decay_parameters())
+    num_classes = get_class_set(cfg["class_set"]).num_classes
+    source = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=0, num_classes=num_classes)
+    target = make_batch(batch=2, frames=frames, crop=crop, device=device, seed=1, num_classes=num_classes)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

@@ -52,9 +52,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from pipa_video.engine.performance import configure_backends
     from pipa_video.evaluation.runner import evaluate
 
     cfg = load_config(args.config, args.cfg_options)
+    configure_backends(cfg["runtime"])  # runtime.tf32, as in training
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
     evaluate(cfg, checkpoint=args.checkpoint, out_dir=out, protocol=args.protocol, split=args.split)
     return 0

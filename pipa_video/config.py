@@ -152,6 +152,9 @@ SCHEMA: dict = dict(
             type=opt(str, "daformer", choices=("daformer", "segformer")),
             channels=opt(int, 256, within="[1, inf)"),
             dropout=opt(float, 0.1, within="[0, 1)"),
+            # Convolutions on channels-last (NHWC) tensors, 1x1 convs as matmuls: same outputs, faster
+            # with cuDNN/bf16 and oneDNN. False keeps the NCHW convolutions (benchmarks compare both).
+            channels_last=opt(bool, True),
         ),
     ),
     uda=dict(
@@ -255,6 +258,8 @@ SCHEMA: dict = dict(
         # seconds a process waits for the others at a collective before the run fails (gloo's and
         # NCCL's own default is 30 min); long enough for a checkpoint write or an evaluation.
         dist_timeout_s=opt(float, 600.0, within="(0, inf)"),
+        tf32=opt(bool, True),  # TF32 float32 matmuls/convolutions on CUDA (engine.performance)
+        compile=opt(bool, False),  # torch.compile the segmentors (student, teacher); first steps compile
     ),
 )
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from pipa_video.config_relations import source_sections
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.clips import Boundary, ClipDataset, KeyFrames
+from pipa_video.data.frame_cache import check_not_cached
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
 from pipa_video.data.multisource import (MultiSourceDataset, check_annotated, check_reported_classes,
                                          source_annotated_ids)
@@ -159,6 +160,7 @@ def build_eval_dataset(cfg: Mapping, split: str = "val") -> ClipDataset:
     if domain not in EVAL_SPLITS:
         raise ValueError(f"evaluation split must be one of {[d.value for d in EVAL_SPLITS]}, got {split!r}")
     index = _load_domain_index(cfg, domain)
+    check_not_cached(index, key=f"data.{domain.value}.index")
     transform = EvalTransform(resize=_pair(cfg["evaluation"]["resize"], "evaluation.resize"),
                               normalize=Normalize(mean=tuple(cfg["data"]["mean"]), std=tuple(cfg["data"]["std"])))
     return ClipDataset(index=index, offsets=[], keys=KeyFrames.LABELLED, boundary=Boundary.CLAMP,
@@ -177,12 +179,20 @@ def worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+# Batches each worker keeps ready. With ``num_workers`` workers, ``num_workers * PREFETCH_FACTOR``
+# batches are in flight: enough to absorb one slow clip (a large rescale) without starving the GPU.
+PREFETCH_FACTOR = 4
+
+
 def _loader(dataset: ClipDataset | MultiSourceDataset, sampler: IterationSampler | MultiSourceSampler,
             cfg: Mapping) -> DataLoader:
+    """The training DataLoader: persistent workers that prefetch, and page-locked (pinned) batches
+    when training on CUDA, so that the trainer's ``non_blocking`` copies overlap with compute."""
     workers = int(cfg["data"]["num_workers"])
     pin = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                      persistent_workers=workers > 0, pin_memory=pin, worker_init_fn=worker_init)
+                      persistent_workers=workers > 0, pin_memory=pin, worker_init_fn=worker_init,
+                      prefetch_factor=PREFETCH_FACTOR if workers > 0 else None)
 
 
 def _rare_class_sampler(section: Mapping, dataset: ClipDataset, *,

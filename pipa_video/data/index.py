@@ -14,6 +14,7 @@ An index directory holds
   PNG frames under ``frames_dir``, relative to the index directory), its frame count and frame rate;
   ``gaps``: per sequence, the runs ``[first, last]`` of frame numbers missing inside it (at the
   sequence's frame spacing: a video indexed every 2nd frame has no gaps);
+  for a frame cache (``--cache-size``) also ``cache``, see ``data.frame_cache``;
 - ``labels/``: the converted train-id PNGs (uint8, 255 = ignore).
 
 ``image`` is relative to ``meta.root`` (so a moved dataset only needs its root changed); for a video
@@ -59,6 +60,7 @@ class IndexMeta:
     conditions: list[str] = field(default_factory=list)  # values of the condition column, sorted
     videos: dict[str, dict] = field(default_factory=dict)  # per video file: reading, frames, fps
     gaps: dict[str, list[list[int]]] = field(default_factory=dict)  # sequence -> missing [first, last] runs
+    cache: dict | None = None  # a training frame cache: size, resampling, original root and sizes
 
 
 def current_umask() -> int:

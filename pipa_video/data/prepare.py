@@ -10,10 +10,12 @@ both
    pixels per class;
 4. record the frame numbers missing inside each sequence (``meta.json`` ``gaps``, with a warning):
    training then skips only the clips that need one of them;
-5. write ``index.csv`` and ``meta.json`` (``index.write_index``);
-6. print a summary: sequences, frames, labelled frames and the class histogram.
+5. with ``--cache-size WxH``, write the frame cache at the training resolution
+   (``frame_cache.cache_frames``: frames and labels resized once, the index pointing at them);
+6. write ``index.csv`` and ``meta.json`` (``index.write_index``);
+7. print a summary: sequences, frames, labelled frames and the class histogram.
 
-Steps 3-5 write into a new folder next to DIR (``.DIR.prepare-<random>``), which then replaces DIR
+Steps 3-6 write into a new folder next to DIR (``.DIR.prepare-<random>``), which then replaces DIR
 in one step (``index.replace_dir``): an interrupted or failed re-run leaves the previous index whole,
 and a killed run's folder is removed by the next run. DIR must be new, empty or an index.
 """
@@ -37,6 +39,7 @@ from pipa_video.data import io as data_io
 from pipa_video.data.classes import (
     CLASS_SETS, IGNORE_INDEX, ClassSet, Rider, get_class_set, known_ids, label_lut,
 )
+from pipa_video.data.frame_cache import FRAMES_DIR, cache_frames, parse_size
 from pipa_video.data.index import (CONDITION_COLUMN, INDEX_FILE, LABEL_DIR, META_FILE, DatasetError, IndexMeta,
                                    current_umask, replace_dir, write_index)
 from pipa_video.data.sources import Layout, SizeMismatch, get_layout
@@ -260,11 +263,12 @@ def resolve_class_set(layout: Layout, class_set: ClassSet | str | None) -> Class
 def prepare(layout: str, root: str | os.PathLike, out_dir: str | os.PathLike, *, split: str | None = None,
             class_set: ClassSet | str | None = None, rider: Rider | str = Rider.PERSON, workers: int = 1,
             quiet: bool = False, allow_unknown_ids: bool = False, verify_images: bool = False,
-            **layout_opts: Any) -> Path:
+            cache_size: tuple[int, int] | None = None, **layout_opts: Any) -> Path:
     """Scan ``root`` as ``layout``, write train-id labels and the frame index; returns the index dir.
 
     ``split`` goes to layouts that have splits (VIPER, Cityscapes) and is recorded in ``meta.json``;
-    ``layout_opts`` are the layout's own options (``LAYOUTS[layout].options``).
+    ``layout_opts`` are the layout's own options (``LAYOUTS[layout].options``). ``cache_size`` (w, h)
+    also writes a frame cache at that size and points the index at it (``data.frame_cache``).
     """
     spec = get_layout(layout)
     class_set = resolve_class_set(spec, class_set)
@@ -291,8 +295,12 @@ def prepare(layout: str, root: str | os.PathLike, out_dir: str | os.PathLike, *,
             raise DatasetError(f"{root}: every frame was skipped; nothing to index")
         conditions = sorted(set(table[CONDITION_COLUMN])) if CONDITION_COLUMN in table.columns else []
         gaps = sequence_gaps(table)
-        write_index(staging, table, IndexMeta(layout=spec.name, root=str(data_root), class_set=class_set.name,
-                                              rider=rider.value, split=split, conditions=conditions, gaps=gaps))
+        meta = IndexMeta(layout=spec.name, root=str(data_root), class_set=class_set.name, rider=rider.value,
+                         split=split, conditions=conditions, gaps=gaps)
+        if cache_size is not None:  # written into the staging folder; its root is where the swap puts it
+            table, meta = cache_frames(table, meta, out_dir=staging, size=cache_size, workers=workers, quiet=quiet)
+            meta.root = str(Path(out_dir).absolute() / FRAMES_DIR)
+        write_index(staging, table, meta)
         replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -321,6 +329,13 @@ def add_layout_option(parser: argparse.ArgumentParser, option) -> None:
                             help=f"{option.help} (default: {option.default})")
 
 
+def _size_arg(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser(layout: Layout) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"prepare_{layout.name}.py",
@@ -345,6 +360,10 @@ def build_parser(layout: Layout) -> argparse.ArgumentParser:
     if not layout.frames_are_video:
         parser.add_argument("--verify-images", action="store_true",
                             help="decode every image fully (default: read headers only)")
+    parser.add_argument("--cache-size", type=_size_arg, metavar="WxH",
+                        help="also write every frame and label resized to WxH (the recipe's first resize, e.g. "
+                             "1024x512 for Cityscapes in DAFormer) and point the index at them: a training-only "
+                             "frame cache, a quarter of the pixels to decode (see data/frame_cache.py)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     for option in layout.options:
@@ -364,7 +383,7 @@ def main(argv: Sequence[str] | None = None, *, layout: str) -> int:
         prepare(spec.name, args.root, args.out, split=args.split, class_set=args.class_set, rider=args.rider,
                 workers=args.workers, quiet=args.quiet,
                 allow_unknown_ids=getattr(args, "allow_unknown_ids", False),
-                verify_images=getattr(args, "verify_images", False), **layout_opts)
+                verify_images=getattr(args, "verify_images", False), cache_size=args.cache_size, **layout_opts)
         return 0
 
     return run_command(run, prog=parser.prog, debug=args.debug)

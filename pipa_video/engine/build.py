@@ -11,6 +11,7 @@ from torch import nn
 from pipa_video.data.build import build_eval_dataset, build_train_loaders
 from pipa_video.engine.dist import DistInfo, init_distributed
 from pipa_video.engine.logger import get_logger, setup_console_logging
+from pipa_video.engine.performance import compile_segmentors, configure_backends
 from pipa_video.engine.seed import seed_everything
 from pipa_video.engine.trainer import build_trainer
 from pipa_video.uda.build import build_method
@@ -66,11 +67,14 @@ def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool |
     """
     dist = init_distributed(cfg["runtime"]["device"], timeout_s=cfg["runtime"]["dist_timeout_s"])
     setup_console_logging(is_main=dist.is_main)  # before building: build-time warnings reach the console
+    configure_backends(cfg["runtime"])
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
     method = build_method(cfg)
     if cfg["load_from"]:
         init_from_checkpoint(method, cfg)  # a later --resume overwrites these weights, as it should
     method = method.to(dist.device)
+    if cfg["runtime"]["compile"]:
+        compile_segmentors(method)  # after .to(): the compiled graphs see the training device
     loaders = partial(_loaders, cfg, dist)
     trainer = build_trainer(cfg, method=method, loaders_factory=loaders, work_dir=Path(work_dir), dist=dist,
                             evaluate_fn=_val_evaluator(cfg, dist))

@@ -8,12 +8,16 @@ DAFormer's released configs (``paramwise_cfg.custom_keys`` with ``norm=dict(deca
 matched by mmcv as a substring of the parameter name, ``head`` matched first) exempt the backbone's
 norm layers from decay while still decaying biases; pass ``no_decay=norm_parameters(backbone)`` to
 reproduce that exactly.
+
+On CUDA the update runs as PyTorch's fused AdamW kernel (one launch for all parameters instead of a
+few per parameter tensor); elsewhere the default (foreach) implementation. Both compute the same update.
 """
 from __future__ import annotations
 
 from enum import Enum
 from typing import Iterable, Mapping, Sequence
 
+import torch
 from torch import nn
 from torch.optim import AdamW
 
@@ -36,11 +40,13 @@ def norm_parameters(module: nn.Module) -> list[nn.Parameter]:
 
 def build_optimizer(param_groups: Mapping[str, Sequence[nn.Parameter]], *, lr: float, head_lr_mult: float,
                     weight_decay: float, betas: tuple[float, float],
-                    no_decay: Iterable[nn.Parameter] = ()) -> AdamW:
+                    no_decay: Iterable[nn.Parameter] = (), fused: bool | None = None) -> AdamW:
     """AdamW over the named groups: ``backbone`` at ``lr``, ``head`` at ``lr * head_lr_mult``.
 
     ``no_decay`` parameters (default none: DAFormer-style decay on all) go to a twin group
-    ``<name>/no_decay`` with the same learning rate and no weight decay.
+    ``<name>/no_decay`` with the same learning rate and no weight decay. ``fused``: None (default)
+    picks the fused kernel exactly when every parameter is on CUDA (``use_fused``); build the optimizer
+    after moving the model to its device.
     """
     lr_mults = {ParamGroup.BACKBONE.value: 1.0, ParamGroup.HEAD.value: head_lr_mult}
     unknown = [name for name in param_groups if name not in lr_mults]
@@ -59,7 +65,14 @@ def build_optimizer(param_groups: Mapping[str, Sequence[nn.Parameter]], *, lr: f
                                    lr=lr * lr_mults[name], weight_decay=wd))
     if not groups:
         raise ValueError(f"no parameters to optimise: every group in {list(param_groups)} is empty")
-    return AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    if fused is None:
+        fused = use_fused([p for g in groups for p in g["params"]])
+    return AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
+
+
+def use_fused(params: Sequence[torch.Tensor]) -> bool:
+    """Whether AdamW should run fused: every parameter is a floating-point CUDA tensor."""
+    return bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
 
 
 def _check_disjoint(param_groups: Mapping[str, Sequence[nn.Parameter]]) -> None:

@@ -81,10 +81,24 @@ class MixVisionTransformer(PyramidVisionTransformerV2):
         self.arch = arch
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = self.patch_embed(x)
+        """Four maps (B, C_i, H/s, W/s), s = 4, 8, 16, 32, each channels-last in memory.
+
+        timm's stage forward ends with ``permute(0, 3, 1, 2).contiguous()``: a copy of every stage
+        output to NCHW, which the next stage's patch embedding and the heads' per-pixel linear
+        layers then copy back. Here the stage runs as in timm but returns the permuted view (a
+        channels-last tensor, no copy); the next patch-embedding conv takes it as it is. Values are
+        timm's (tests compare against the official MiT).
+        """
+        x = self.patch_embed(x)  # (B, H, W, C)
         features = []
         for stage in self.stages:
-            x = stage(x)  # (B, C, H, W) after the stage-end norm
+            if stage.downsample is not None:
+                x = stage.downsample(x)  # (B, C, H, W) in, (B, H, W, C) out
+            batch, height, width, channels = x.shape
+            x = x.reshape(batch, -1, channels)
+            for block in stage.blocks:
+                x = block(x, (height, width))
+            x = stage.norm(x).reshape(batch, height, width, channels).permute(0, 3, 1, 2)
             features.append(x)
         return features
 

@@ -33,6 +33,7 @@ def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor:
         num_classes=num_classes,
         channels=int(_get(model_cfg, "decode_head.channels")),
         dropout=float(_get(model_cfg, "decode_head.dropout")),
+        channels_last=bool(_get(model_cfg, "decode_head.channels_last")),
     )
     return Segmentor(backbone=backbone, decode_head=head, num_classes=num_classes)
 

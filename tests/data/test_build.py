@@ -168,3 +168,21 @@ def test_recipe_keys_reach_the_transforms(tmp_path):
     cfg.data.target.frame_crop = (0, 4, 0)
     with pytest.raises(ValueError, match=r"data\.target\.frame_crop"):
         build_clip_dataset(cfg, "target")
+
+
+@pytest.mark.parametrize("cuda, device, workers", [(True, "auto", 2), (True, "cpu", 2), (False, "auto", 2),
+                                                   (True, "auto", 0)])
+def test_training_loader_pins_memory_for_cuda_and_prefetches_with_persistent_workers(tmp_path, monkeypatch, cuda,
+                                                                                       device, workers):
+    from pipa_video.data import build
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    cfg = config(tmp_path, target=False, num_workers=workers)
+    cfg.runtime.device = device
+    captured = {}
+    monkeypatch.setattr(build, "DataLoader", lambda *args, **kwargs: captured.update(kwargs) or iter(()))
+    build_train_loaders(cfg, start_iter=0)
+    assert captured["pin_memory"] is (cuda and device != "cpu")
+    assert captured["num_workers"] == workers and captured["persistent_workers"] is (workers > 0)
+    assert captured["prefetch_factor"] == (build.PREFETCH_FACTOR if workers else None)
+    assert captured["worker_init_fn"] is build.worker_init

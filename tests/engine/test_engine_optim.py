@@ -70,3 +70,37 @@ def test_bad_groups_are_rejected_with_their_names():
         build_optimizer({"backbone": [], "head": []}, lr=1e-3, head_lr_mult=10, weight_decay=0, betas=(0.9, 0.999))
     with pytest.raises(TypeError, match="Tensor"):
         build_optimizer({"head": [torch.zeros(2)]}, lr=1e-3, head_lr_mult=10, weight_decay=0, betas=(0.9, 0.999))
+
+
+def test_fused_kernel_only_when_every_parameter_is_on_cuda():
+    from types import SimpleNamespace
+
+    from pipa_video.engine.optim import use_fused
+
+    def fake(cuda, floating=True):
+        return SimpleNamespace(is_cuda=cuda, is_floating_point=lambda: floating)
+
+    assert use_fused([fake(True), fake(True)])
+    assert not use_fused([fake(True), fake(False)])  # one CPU parameter: the fused kernel would refuse
+    assert not use_fused([fake(True, floating=False)])
+    assert not use_fused([])
+    assert not _build(Net()).defaults["fused"]  # CPU parameters: the default implementation
+
+
+def test_fused_adamw_makes_the_same_update():
+    """The fused kernel (CPU build here; CUDA on a GPU) and the default implementation agree."""
+    torch.manual_seed(0)
+    nets = [Net(), Net()]
+    nets[1].load_state_dict(nets[0].state_dict())
+    initial = nets[0].head.weight.detach().clone()
+    opts = [_build(nets[0], fused=False), _build(nets[1], fused=True)]
+    assert opts[1].defaults["fused"] and not opts[0].defaults["fused"]
+    targets = [torch.randn_like(p) for p in nets[0].parameters()]
+    for _ in range(3):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            sum(((p - t) ** 2).sum() for p, t in zip(net.parameters(), targets)).backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(nets[0].head.weight, initial)  # the steps did move the weights

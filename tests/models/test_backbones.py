@@ -126,3 +126,19 @@ def test_build_backbone_loads_a_local_official_checkpoint(tmp_path):
     model = build_backbone("mit_demo", pretrained=str(path), drop_path_rate=0.1)
     assert torch.equal(model.stages[2].blocks[0].mlp.dwconv.weight, reference.block3[0].mlp.dwconv.dwconv.weight)
     assert torch.equal(model.patch_embed.proj.weight, reference.patch_embed1.proj.weight)
+
+
+def test_stage_maps_are_timms_values_in_channels_last_memory():
+    """The copy-free forward returns exactly what timm's own stage forward computes."""
+    torch.manual_seed(0)
+    model = MixVisionTransformer(arch=MIT_ARCHS["mit_b0"]).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ours = model(x)
+        y, timm_maps = model.patch_embed(x), []
+        for stage in model.stages:  # timm's PyramidVisionTransformerStage.forward, NCHW copy included
+            y = stage(y)
+            timm_maps.append(y)
+    for a, b in zip(ours, timm_maps, strict=True):
+        assert a.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -27,6 +27,20 @@ def test_build_segmentor_from_config():
     assert isinstance(build_segmentor(cfg, num_classes=2).decode_head, SegFormerHead)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_decode_head_layout_follows_the_config(channels_last):
+    cfg = _model_cfg()
+    cfg["decode_head"]["type"] = "segformer"  # NHWC on every device (the DAFormer head: on CUDA only)
+    assert cfg["decode_head"]["channels_last"] is True  # the default
+    cfg["decode_head"]["channels_last"] = channels_last
+    model = build_segmentor(cfg, num_classes=3).eval()
+    assert model.decode_head.channels_last is channels_last
+    with torch.no_grad():
+        fused = model(torch.randn(1, 3, 64, 64), return_features=True).features
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert fused.is_contiguous(memory_format=layout)
+
+
 def test_build_segmentor_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown backbone 'mit_b9'"):
         build_segmentor(_model_cfg(type="mit_b9"), num_classes=19)
