@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from pipa_video.data.build import build_eval_dataset, build_train_loaders
-from pipa_video.engine.dist import DistInfo, init_distributed
+from pipa_video.engine.dist import DistInfo, all_gather_cat, init_distributed
 from pipa_video.engine.logger import get_logger, setup_console_logging
 from pipa_video.engine.seed import seed_everything
 from pipa_video.engine.trainer import build_trainer
@@ -67,7 +67,7 @@ def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool |
     dist = init_distributed(cfg["runtime"]["device"], timeout_s=cfg["runtime"]["dist_timeout_s"])
     setup_console_logging(is_main=dist.is_main)  # before building: build-time warnings reach the console
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
-    method = build_method(cfg)
+    method = build_method(cfg, gather=all_gather_cat if dist.is_distributed else None)  # the memory bank's gather
     if cfg["load_from"]:
         init_from_checkpoint(method, cfg)  # a later --resume overwrites these weights, as it should
     method = method.to(dist.device)
