@@ -79,15 +79,15 @@ def _check_patch(cfg: dict) -> None:
     if patch["views"] == "mixed_and_crop" and not iou[0] <= patch["crop_ratio"] ** 2 <= iou[1]:
         raise ConfigError(f"uda.patch_contrast.crop_ratio: with views='mixed_and_crop' the crop covers crop_ratio^2 = "
                           f"{patch['crop_ratio'] ** 2:.3f} of the mixed view, outside iou_range {tuple(iou)}")
-    crop = cfg["data"]["target"]["crop_size"]
+    crop, name = cfg["data"]["target"]["crop_size"], "target crop (data.*.crop_size)"
     if cfg["model"]["type"] == "hrda" and patch["views"] == "mixed_and_crop":
-        crop = cfg["model"]["hrda"]["detail_crop"]  # on HRDA the mixed view is the detail crop
+        crop, name = cfg["model"]["hrda"]["detail_crop"], "HRDA detail crop (model.hrda.detail_crop)"  # the view
     if crop is not None:
         sides = [max(FEATURE_STRIDE, int(s * patch["crop_ratio"]) // FEATURE_STRIDE * FEATURE_STRIDE) for s in crop]
         if min(sides) < MIN_INPUT_SIDE:
             raise ConfigError(f"uda.patch_contrast.crop_ratio: a {patch['crop_ratio']} crop of the {_tuple(crop)} "
-                              f"target crop is {tuple(sides)} pixels; expected at least {MIN_INPUT_SIDE} per side "
-                              f"(the backbone's input minimum): raise crop_ratio or data.*.crop_size")
+                              f"{name} is {tuple(sides)} pixels; expected at least {MIN_INPUT_SIDE} per side "
+                              f"(the backbone's input minimum): raise crop_ratio or the crop")
 
 
 def _check_hrda(cfg: dict) -> None:
