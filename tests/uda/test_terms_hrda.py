@@ -54,11 +54,11 @@ def _grads(method):
     return {name: p.grad for name, p in method.student.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("hrda", [True, False], ids=["hrda", "daformer"])
 TOGETHER = [["pixel", "patch_view", "temporal_teacher", "mic"],
             ["pixel", "patch_two_crops", "temporal_student", "mic_source_and_target"]]
 
 
+@pytest.mark.parametrize("hrda", [True, False], ids=["hrda", "daformer"])
 @pytest.mark.parametrize("names", [[n] for n in TERMS] + TOGETHER, ids=list(TERMS) + ["together", "together_alt"])
 def test_each_term_alone_and_together_trains(names, hrda):
     uda = {}
