@@ -62,9 +62,8 @@ def weighted_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> 
 
     Without ``weight``: the mean over non-ignored pixels. With a per-pixel ``weight`` (B, H, W): the
     mean of ``CE * weight`` over ALL pixels (DAFormer normalises by the pixel count, not the weight
-    sum). These are the step's ``_upsampled_ce`` rules today; mmseg's ``cross_entropy`` (DAFormer,
-    HRDA, MIC) also divides the unweighted loss by all pixels, ignored ones counting 0. Pass the
-    step's cross-entropy as ``ce`` wherever the two must agree.
+    sum). The default ``ce`` of :func:`segmentation_loss` for callers outside the step; the step passes
+    :func:`step_cross_entropy` (mmseg's rule: the unweighted loss too is divided by all pixels).
     """
     logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
     if weight is None:
