@@ -174,7 +174,8 @@ def benchmark(backbone: str, *, method: str, crop: int, iters: int, device: torc
             parts[k] = parts.get(k, 0.0) + v / iters
     step_ms = 1000 * sorted(totals)[len(totals) // 2]
     return {"method": method, "backbone": backbone, "crop": crop, "frames": frames, "batch": "2+2",
-            "device": str(device), "step_ms": step_ms, "peak_mib": peak, "parts_ms": {k: 1000 * v for k, v in parts.items()}}
+            "device": str(device), "step_ms": step_ms, "peak_mib": peak,
+            "parts_ms": {k: 1000 * v for k, v in parts.items()}}
 
 
 def _methods(text: str) -> list[str]:

@@ -9,7 +9,8 @@ features, 19 classes, bank 200 per class), at no cost.
 import torch
 
 from pipa_video.models.projection import ProjectionHead
-from pipa_video.uda.contrast import (ClassMemoryBank, PatchContrastLoss, PixelContrastLoss, TemporalContrastLoss, bank_entries,
+from pipa_video.uda.contrast import (ClassMemoryBank, PatchContrastLoss, PixelContrastLoss, TemporalContrastLoss,
+                                     bank_entries,
                                      overlap_correspondence, sample_crop_pair)
 
 META = torch.device("meta")
@@ -21,7 +22,8 @@ def test_pixel_contrast_with_bank_is_sync_free():
     loss_fn = PixelContrastLoss(num_classes=C, tau=0.1, anchors_per_class=64, hard_ratio=0.5, bank=bank)
     features = torch.randn(B, D, *HW, device=META, requires_grad=True)
     for _ in range(2):  # the second call reads what the first pushed
-        loss, anchors = loss_fn.loss_and_anchors(features=features, labels=torch.randint(0, C, (B, 512, 512), device=META),
+        loss, anchors = loss_fn.loss_and_anchors(features=features,
+                                                 labels=torch.randint(0, C, (B, 512, 512), device=META),
                                                  student_pred=torch.randint(0, C, (B, *HW), device=META))
         loss.backward()
         bank.push(**bank_entries(features, anchors))

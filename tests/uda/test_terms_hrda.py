@@ -31,7 +31,8 @@ TERMS = {
     "mic_source_and_target": {"mic": {"weight": 1.0, "block_size": 16, "images": "source_and_target",
                                       "color_augmentation": False}},
 }
-LOGGED = {"pixel": {"loss_pixel_src", "loss_pixel_tgt"}, "patch_view": {"loss_patch"}, "patch_two_crops": {"loss_patch"},
+LOGGED = {"pixel": {"loss_pixel_src", "loss_pixel_tgt"}, "patch_view": {"loss_patch"},
+          "patch_two_crops": {"loss_patch"},
           "temporal_teacher": {"loss_temporal"}, "temporal_student": {"loss_temporal"},
           "mic": {"loss_mic"}, "mic_source_and_target": {"loss_mic"}}
 

@@ -21,7 +21,7 @@ from pipa_video.uda.contrast.temporal import TemporalContrastLoss
 
 __all__ = [
     "AnchorSample", "ClassBalancedSample", "ClassMemoryBank", "Correspondence", "CropBox", "CropPair",
-    "PatchContrastLoss", "PixelContrastLoss", "TemporalContrastLoss", "apply_crop",
-    "bank_entries", "crop_size", "downsample_labels", "overlap_correspondence", "sample_class_balanced", "sample_crop_pair",
-    "sample_uniform", "supervised_infonce",
+    "PatchContrastLoss", "PixelContrastLoss", "TemporalContrastLoss", "apply_crop", "bank_entries", "crop_size",
+    "downsample_labels", "overlap_correspondence", "sample_class_balanced", "sample_crop_pair", "sample_uniform",
+    "supervised_infonce",
 ]

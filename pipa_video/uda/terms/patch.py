@@ -107,7 +107,8 @@ class PatchContrastTerm(Term):
                                 single_scale=True, project=(Head.PATCH,))
             feats.append(out.proj[Head.PATCH])
             labels.append(apply_crop(label, box=box, flip=flip))
-        corr = overlap_correspondence(pair, stride=FEATURE_STRIDE, feat_hw=tuple(feats[0].shape[-2:]), device=img.device)
+        corr = overlap_correspondence(pair, stride=FEATURE_STRIDE, feat_hw=tuple(feats[0].shape[-2:]),
+                                      device=img.device)
         loss = self.loss(feat1=feats[0], feat2=feats[1], pseudo1=labels[0], pseudo2=labels[1], correspondence=corr)
         stage.backward(self.weight * loss, logits_in_loss=False)
         return loss
