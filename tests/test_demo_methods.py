@@ -5,7 +5,8 @@ import json
 import pytest
 
 from pipa_video.cli import build_parser
-from pipa_video.demo import ALL_METHODS, METHODS, methods_by_name, run_demo_seeds
+from pipa_video.demo import (ALL_METHODS, METHODS, demo_config, methods_by_name, overlay_video, prepare_demo_data,
+                             run_demo_seeds)
 from pipa_video.synthetic import SyntheticSpec
 
 # HRDA's context image is half the frame: MiT needs at least 32 px per side, so frames of 128x64.
@@ -54,3 +55,9 @@ def test_hrda_mic_methods_train_evaluate_and_log_every_term(tmp_path):
         assert not any("detail" in c or "mic" in c for c in _columns(tmp_path / f"seed{seed}" / "self_training"))
     config = (tmp_path / "seed0" / "hrda_mic" / "config.py").read_text()
     assert "hrda" in config  # the saved config says which model was trained
+    # predict (the overlay video) goes through HRDA's own slide too, as eval and tc-report did above
+    indexes = prepare_demo_data(tmp_path / "data", seed=0, spec=TINY)  # already there: only the paths
+    (method,) = methods_by_name(["hrda_mic"])
+    cfg = demo_config(method, indexes, iters=2, seed=0, extra=overrides)
+    video = overlay_video(cfg, tmp_path / "seed0" / "hrda_mic" / "latest.pth", indexes["target_test"], tmp_path / "ov")
+    assert video.suffix == ".mp4" and video.stat().st_size > 0
