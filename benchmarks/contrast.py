@@ -27,7 +27,7 @@ from train_step import autocast_for, build_step, make_config  # noqa: E402
 
 from pipa_video.uda.contrast.memory_bank import ClassMemoryBank  # noqa: E402
 from pipa_video.uda.contrast.crops import crop_size  # noqa: E402
-from pipa_video.uda.contrast.pixel import PixelContrastLoss  # noqa: E402
+from pipa_video.uda.contrast.pixel import PixelContrastLoss, bank_entries  # noqa: E402
 from pipa_video.uda.step import FEATURE_STRIDE, frozen_norm_statistics  # noqa: E402
 from pipa_video.uda.student import Head  # noqa: E402
 
@@ -48,12 +48,16 @@ def pixel_loss_cost(*, anchors_per_class: int, bank_size: int, grid: int, dim: i
     feats.requires_grad_(True)
     labels = torch.randint(0, NUM_CLASSES, (2, grid * 4, grid * 4), generator=g).to(device)
     pred = torch.randint(0, NUM_CLASSES, (2, grid, grid), generator=g).to(device)
+    def step():  # the loss, its backward, then the bank push the pixel term makes after the backward
+        loss, anchors = loss_fn.loss_and_anchors(features=feats, labels=labels, student_pred=pred)
+        loss.backward()
+        if bank is not None:
+            bank.push(**bank_entries(feats, anchors))
+
     for _ in range(2):  # fill the bank so every slot is a key
-        loss_fn(features=feats, labels=labels, student_pred=pred, teacher_features=feats.detach())
+        step()
     reset_peak(device)
-    times = [time_call(lambda: loss_fn(features=feats, labels=labels, student_pred=pred,
-                                       teacher_features=feats.detach()).backward(), device=device)
-             for _ in range(repeats)]
+    times = [time_call(step, device=device) for _ in range(repeats)]
     return {"anchors_per_class": anchors_per_class, "bank_size": bank_size,
             "keys": anchors_per_class * NUM_CLASSES + bank_size * NUM_CLASSES,
             "ms": 1000 * _median(times), "peak_mib": peak_mib(device)}
@@ -115,8 +119,8 @@ def added_passes(backbone: str, *, crop: int, device: torch.device, rounds: int,
 
     def patch_crop():
         with autocast_for(device), frozen_norm_statistics(method.student):
-            out, proj = method.student(crops, project=(Head.PATCH,))
-            (proj[Head.PATCH].float().mean() + 0.0 * out.logits.float().mean()).backward()
+            out = method.student(crops, project=(Head.PATCH,))
+            (out.proj[Head.PATCH].float().mean() + 0.0 * out.logits.float().mean()).backward()
 
     passes = (("teacher forward, 2 frames (once for the source frames, once for the reference frames)", teacher),
               ("  of which the backbone", teacher_backbone),

@@ -6,7 +6,7 @@
     pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
     pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR]
-    pipa-video demo [--work-dir DIR] [--iters N] [--seed S | --seeds 0,1,2,3,4]
+    pipa-video demo [--work-dir DIR] [--iters N] [--seed S | --seeds 0,1,2,3,4] [--methods NAME,...]
 
 Commands that read checkpoints take --allow-pickle (unpickle arbitrary objects: trusted files only;
 checkpoints are read with weights_only=True otherwise). Every command takes --debug (print the
@@ -115,13 +115,25 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipa_video.demo import run_demo, run_demo_seeds
+def _method_list(text: str) -> list[str]:
+    from pipa_video.demo import methods_by_name
 
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        methods_by_name(names)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return names
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipa_video.demo import METHODS, methods_by_name, run_demo, run_demo_seeds
+
+    methods = methods_by_name(args.methods) if args.methods else METHODS
     if args.seeds is not None:
-        run_demo_seeds(work_dir=Path(args.work_dir), seeds=args.seeds, iters=args.iters)
+        run_demo_seeds(work_dir=Path(args.work_dir), seeds=args.seeds, iters=args.iters, methods=methods)
     else:
-        run_demo(work_dir=Path(args.work_dir), iters=args.iters, seed=args.seed)
+        run_demo(work_dir=Path(args.work_dir), iters=args.iters, seed=args.seed, methods=methods)
     return 0
 
 
@@ -212,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=_seed_list, default=None, metavar="S1,S2,...",
                        help="every method at each seed: per-seed table, mean / std, paired differences with a "
                             "95%% Student t interval, and a plot (seeds.png); no overlay video")
+    p.add_argument("--methods", type=_method_list, default=None, metavar="NAME,...",
+                   help="methods to train, among source_only, self_training, pipa++, hrda_mic, pipa++_hrda_mic "
+                        "(default: source_only,self_training,pipa++)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -143,6 +143,9 @@ SCHEMA: dict = dict(
         std=opt(tuple, (58.395, 57.12, 57.375), items=float, length=3, within="(0, inf)"),
     ),
     model=dict(
+        # 'encoder_decoder': backbone + decode head; 'hrda': HRDA around the same backbone and head
+        # (a half-resolution context crop, a full-resolution detail crop, a learned scale attention).
+        type=opt(str, "encoder_decoder", choices=("encoder_decoder", "hrda")),
         backbone=dict(
             type=opt(str, "mit_b5"),  # mit_b0..mit_b5, resnet101
             pretrained=opt(str),  # local path to ImageNet weights (official mit_bX.pth or converted)
@@ -155,6 +158,17 @@ SCHEMA: dict = dict(
             # Convolutions on channels-last (NHWC) tensors, 1x1 convs as matmuls: same outputs, faster
             # with cuDNN/bf16 and oneDNN. False keeps the NCHW convolutions (benchmarks compare both).
             channels_last=opt(bool, True),
+        ),
+        # Read when model.type='hrda'; defaults are lhoyer/HRDA configs/hrda/gtaHR2csHR_hrda.py's.
+        hrda=dict(
+            context_scale=opt(float, 0.5, within="(0, 1)"),  # scales=[1, 0.5]
+            detail_crop=size_opt(default=(512, 512), within="[8, inf)"),  # hr_crop_size (h, w), input pixels
+            crop_divisible=opt(int, 8, within="[1, inf)"),  # crop_coord_divisible: feature stride / context scale
+            attention_classwise=opt(bool, True),  # one scale-attention map per class
+            detail_slide=opt(bool, True),  # hr_slide_inference: pseudo-label detail from sliding windows
+            test_window=size_opt(default=(1024, 1024)),  # test_cfg crop_size (h, w): HRDA slides itself
+            test_stride=size_opt(default=(512, 512), within="[1, inf)"),  # test_cfg stride (h, w)
+            detail_loss_weight=opt(float, 0.1, within="[0, 1)"),  # hr_loss_weight (lambda_d)
         ),
     ),
     uda=dict(
@@ -185,10 +199,13 @@ SCHEMA: dict = dict(
         # uniform() > p, i.e. with probability 0.8; we keep its behaviour and name it plainly.
         color_jitter_prob=opt(float, 0.8, within="[0, 1]"),
         blur=opt(bool, True),
-        fd_weight=opt(float, 0.005, within="[0, inf)"),  # ImageNet feature distance; on only with pretrained weights
-        fd_classes=opt(list, ["traffic light", "traffic sign", "person", "rider", "car", "truck",
-                               "bus", "train", "motorcycle", "bicycle"], items=str),
-        fd_scale_min_ratio=opt(float, 0.75, within="[0, 1]"),
+        # ImageNet feature distance (DAFormer); on only with ImageNet weights (model.backbone.pretrained).
+        feature_distance=dict(
+            weight=opt(float, 0.005, within="[0, inf)"),  # imnet_feature_dist_lambda; 0 switches the term off
+            classes=opt(list, ["traffic light", "traffic sign", "person", "rider", "car", "truck",
+                               "bus", "train", "motorcycle", "bicycle"], items=str),  # thing classes, by name
+            scale_min_ratio=opt(float, 0.75, within="[0, 1]"),  # a feature cell's class covers at least this share
+        ),
         pixel_contrast=dict(
             weight=opt(float, 0.0, within="[0, inf)"),  # alpha; 0 switches the term off
             tau=opt(float, 0.1, within="(0, inf)"),
@@ -220,6 +237,16 @@ SCHEMA: dict = dict(
             reference=opt(str, "teacher", choices=("student", "teacher")),
             confidence=opt(float, 0.968, within="[0, 1]"),
             num_anchors=opt(int, 1024, within="[1, inf)"),
+        ),
+        # MIC, masked image consistency (lhoyer/MIC); needs self-training (the teacher's pseudo-labels).
+        mic=dict(
+            weight=opt(float, 0.0, within="[0, inf)"),  # mask_lambda; 0 switches the term off
+            mask_ratio=opt(float, 0.7, within="[0, 1)"),  # share of blocks masked
+            block_size=opt(int, 64, within="[1, inf)"),  # mask_block_size, pixels of the training input
+            # 'target': the target images (MIC's separatetrg* modes); 'source_and_target': half source images
+            # with their labels, half target images (MIC's separate* modes, used for ACDC / Dark Zurich).
+            images=opt(str, "target", choices=("target", "source_and_target")),
+            color_augmentation=opt(bool, True),  # jitter + blur before masking (MIC's *aug modes)
         ),
     ),
     optimizer=dict(

@@ -33,6 +33,8 @@ def check_relations(cfg: dict) -> None:
     if cfg["uda"]["method"] == "self_training" and cfg["data"]["target"]["index"] is not None:
         _check_mixing(cfg)
     _check_patch(cfg)
+    if cfg["model"]["type"] == "hrda":
+        _check_hrda(cfg)
     ev = cfg["evaluation"]
     if ev["mode"] == "slide" and any(s > w for s, w in zip(ev["stride"], ev["window"])):
         raise ConfigError(f"evaluation.stride: expected at most evaluation.window={tuple(ev['window'])} per side "
@@ -108,13 +110,50 @@ def _check_patch(cfg: dict) -> None:
     if patch["views"] == "mixed_and_crop" and not iou[0] <= patch["crop_ratio"] ** 2 <= iou[1]:
         raise ConfigError(f"uda.patch_contrast.crop_ratio: with views='mixed_and_crop' the crop covers crop_ratio^2 = "
                           f"{patch['crop_ratio'] ** 2:.3f} of the mixed view, outside iou_range {tuple(iou)}")
-    crop = cfg["data"]["target"]["crop_size"]
+    crop, name = cfg["data"]["target"]["crop_size"], "target crop (data.*.crop_size)"
+    if cfg["model"]["type"] == "hrda" and patch["views"] == "mixed_and_crop":
+        crop, name = cfg["model"]["hrda"]["detail_crop"], "HRDA detail crop (model.hrda.detail_crop)"  # the view
     if crop is not None:
         sides = [max(FEATURE_STRIDE, int(s * patch["crop_ratio"]) // FEATURE_STRIDE * FEATURE_STRIDE) for s in crop]
         if min(sides) < MIN_INPUT_SIDE:
             raise ConfigError(f"uda.patch_contrast.crop_ratio: a {patch['crop_ratio']} crop of the {_tuple(crop)} "
-                              f"target crop is {tuple(sides)} pixels; expected at least {MIN_INPUT_SIDE} per side "
-                              f"(the backbone's input minimum): raise crop_ratio or data.*.crop_size")
+                              f"{name} is {tuple(sides)} pixels; expected at least {MIN_INPUT_SIDE} per side "
+                              f"(the backbone's input minimum): raise crop_ratio or the crop")
+
+
+def _check_hrda(cfg: dict) -> None:
+    """HRDA slides itself at test time; its crops must align with the context grid and fit the training crops."""
+    hrda, ev = cfg["model"]["hrda"], cfg["evaluation"]
+    if ev["mode"] == "slide":
+        raise ConfigError("evaluation.mode: expected 'whole' with model.type='hrda' (HRDA slides its own windows, "
+                          "model.hrda.test_window / test_stride), got 'slide'")
+    ratio = FEATURE_STRIDE / hrda["context_scale"]
+    if ratio != round(ratio):
+        raise ConfigError(f"model.hrda.context_scale: feature stride {FEATURE_STRIDE} / context_scale must be an "
+                          f"integer (e.g. 0.5), got {hrda['context_scale']}")
+    if hrda["crop_divisible"] % round(ratio):
+        raise ConfigError(f"model.hrda.crop_divisible: expected a multiple of {round(ratio)} (feature stride / "
+                          f"context scale), got {hrda['crop_divisible']}")
+    if any(s % hrda["crop_divisible"] for s in hrda["detail_crop"]):
+        raise ConfigError(f"model.hrda.detail_crop: expected multiples of crop_divisible={hrda['crop_divisible']}, "
+                          f"got {_tuple(hrda['detail_crop'])}")
+    if any(s > w for s, w in zip(hrda["test_stride"], hrda["test_window"])):
+        raise ConfigError(f"model.hrda.test_stride: expected at most test_window={_tuple(hrda['test_window'])} "
+                          f"per side, got {_tuple(hrda['test_stride'])}")
+    for section in ("source", "target"):
+        _check_hrda_crop(cfg["data"][section]["crop_size"], f"data.{section}.crop_size", hrda)
+
+
+def _check_hrda_crop(crop: Any, key: str, hrda: dict) -> None:
+    if crop is None:
+        return
+    divisible, detail = hrda["crop_divisible"], hrda["detail_crop"]
+    if any(s % divisible for s in crop) or any(s < d for s, d in zip(crop, detail)):
+        raise ConfigError(f"{key}: with model.type='hrda' expected multiples of model.hrda.crop_divisible="
+                          f"{divisible} no smaller than model.hrda.detail_crop={_tuple(detail)}, got {_tuple(crop)}")
+    if min(crop) * hrda["context_scale"] < MIN_INPUT_SIDE:
+        raise ConfigError(f"{key}: the HRDA context crop ({_tuple(crop)} x {hrda['context_scale']}) must keep at "
+                          f"least {MIN_INPUT_SIDE} px per side (the backbone's input minimum), got {_tuple(crop)}")
 
 
 def _tuple(value: Any) -> Any:

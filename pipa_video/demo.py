@@ -1,5 +1,7 @@
 """``pipa-video demo``: source-only vs self-training vs PiPa++ on the synthetic benchmark, on a CPU.
 
+``--methods`` picks among ``ALL_METHODS``: also HRDA + MIC and PiPa++ on HRDA + MIC (``configs/demo/``).
+
 The demo goes through exactly the code a real run uses: the synthetic benchmark is written in the
 VIPER and Cityscapes-Seq layouts, prepared by the same prepare tools, read by the same readers,
 trained by the same engine, and reported by the same evaluation. Model selection uses the held-out
@@ -33,13 +35,27 @@ class DemoMethod:
     config: str
 
 
-METHODS = (
+ALL_METHODS = (
     DemoMethod("source_only", "source_only_synthetic.py"),
     DemoMethod("self_training", "dacs_synthetic.py"),
     DemoMethod("pipa++", "pipa++_synthetic.py"),
+    DemoMethod("hrda_mic", "hrda_mic_synthetic.py"),
+    DemoMethod("pipa++_hrda_mic", "pipa++_hrda_mic_synthetic.py"),
 )
-# Paired comparisons of the multi-seed demo: (minuend, subtrahend).
-PAIRS = (("pipa++", "self_training"), ("self_training", "source_only"))
+METHODS = ALL_METHODS[:3]  # the default: source-only, DAFormer self-training, PiPa++
+# Paired comparisons of the multi-seed demo: (minuend, subtrahend), each when both methods ran.
+PAIRS = (("pipa++", "self_training"), ("self_training", "source_only"), ("hrda_mic", "self_training"),
+         ("pipa++_hrda_mic", "hrda_mic"))
+
+
+def methods_by_name(names: list[str]) -> tuple[DemoMethod, ...]:
+    """The demo methods called ``names`` (``--methods``), in the order given; ``ValueError`` for an unknown
+    or repeated name."""
+    known = {m.name: m for m in ALL_METHODS}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"expected distinct method names among {', '.join(known)}, got {','.join(names)!r}")
+    return tuple(known[n] for n in names)
 BENCHMARK = "synthetic VIPER-layout source -> Cityscapes-Seq-layout target (viper15 class set)"
 
 

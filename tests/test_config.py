@@ -86,7 +86,8 @@ def test_paper_settings_in_benchmark_configs():
             continue
         cfg = load_config(path)
         assert cfg.model.backbone.type == "mit_b5" and cfg.schedule.iters == 40000
-        assert tuple(cfg.data.source.crop_size) == (512, 512)
+        # DAFormer's 512x512 crops; HRDA's 1024x1024 (its context crop, at full resolution)
+        assert tuple(cfg.data.source.crop_size) == ((1024, 1024) if cfg.model.type == "hrda" else (512, 512))
         assert cfg.data.source_batch_size == 2 and cfg.data.target_batch_size == 2
         if path.parent.name == "pipa++":
             assert cfg.uda.pixel_contrast.weight == cfg.uda.patch_contrast.weight == 0.1

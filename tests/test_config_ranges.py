@@ -70,9 +70,9 @@ BAD_VALUES = [
     ("uda.pseudo_ignore_bottom=128", "uda.pseudo_ignore_bottom", "128-row target crop"),
     ("uda.color_jitter_strength=2", "uda.color_jitter_strength", "[0, 1]"),
     ("uda.color_jitter_prob=1.1", "uda.color_jitter_prob", "[0, 1]"),
-    ("uda.fd_weight=-1", "uda.fd_weight", "[0, inf)"),
-    ("uda.fd_scale_min_ratio=2", "uda.fd_scale_min_ratio", "[0, 1]"),
-    ("uda.fd_classes=[1,2]", "uda.fd_classes", "str values"),
+    ("uda.feature_distance.weight=-1", "uda.feature_distance.weight", "[0, inf)"),
+    ("uda.feature_distance.scale_min_ratio=2", "uda.feature_distance.scale_min_ratio", "[0, 1]"),
+    ("uda.feature_distance.classes=[1,2]", "uda.feature_distance.classes", "str values"),
     ("uda.pixel_contrast.weight=-0.1", "uda.pixel_contrast.weight", "[0, inf)"),
     ("uda.pixel_contrast.proj_dim=0", "uda.pixel_contrast.proj_dim", "[1, inf)"),
     ("uda.pixel_contrast.anchors_per_class=0", "uda.pixel_contrast.anchors_per_class", "[1, inf)"),
@@ -162,8 +162,8 @@ def test_cfg_options_parse_numbers_tuples_lists_and_keywords():
     assert parse_override("optimizer.lr", "1e-4") == 1e-4
     assert parse_override("data.source.crop_size", "(64, 64)") == (64, 64)
     assert parse_override("data.target.offsets", "[-1]") == [-1]
-    assert parse_override("uda.fd_classes", "[car, traffic light]") == ["car", "traffic light"]
-    assert parse_override("uda.fd_classes", "car,bus") == ["car", "bus"]
+    assert parse_override("uda.feature_distance.classes", "[car, traffic light]") == ["car", "traffic light"]
+    assert parse_override("uda.feature_distance.classes", "car,bus") == ["car", "bus"]
     assert parse_override("runtime.amp", "false") is False and parse_override("runtime.amp", "True") is True
     assert parse_override("load_from", "None") is None
     assert parse_override("load_from", "'/a b.pth'") == "/a b.pth"

@@ -29,6 +29,6 @@ def test_cross_weather_recipe(method, target):
     u = cfg.uda
     assert u.method == "self_training" and u.ema_alpha == 0.999 and u.pseudo_threshold == 0.968
     assert (u.pseudo_ignore_top, u.pseudo_ignore_bottom) == (15, 120)  # DAFormer id 8: plcrop=True
-    assert u.fd_weight == 0.005 and u.fd_scale_min_ratio == 0.75
-    assert u.fd_classes == ["traffic light", "traffic sign", "person", "rider", "car", "truck", "bus", "train",
+    assert u.feature_distance.weight == 0.005 and u.feature_distance.scale_min_ratio == 0.75
+    assert u.feature_distance.classes == ["traffic light", "traffic sign", "person", "rider", "car", "truck", "bus", "train",
                             "motorcycle", "bicycle"]  # DAFormer's thing classes 6, 7, 11..18

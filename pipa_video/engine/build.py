@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from pipa_video.data.build import build_eval_dataset, build_train_loaders
-from pipa_video.engine.dist import DistInfo, init_distributed
+from pipa_video.engine.dist import DistInfo, all_gather_cat, init_distributed
 from pipa_video.engine.logger import get_logger, setup_console_logging
 from pipa_video.engine.performance import compile_segmentors, configure_backends
 from pipa_video.engine.seed import seed_everything
@@ -69,7 +69,7 @@ def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool |
     setup_console_logging(is_main=dist.is_main)  # before building: build-time warnings reach the console
     configure_backends(cfg["runtime"])
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
-    method = build_method(cfg)
+    method = build_method(cfg, gather=all_gather_cat if dist.is_distributed else None)  # the memory bank's gather
     if cfg["load_from"]:
         init_from_checkpoint(method, cfg)  # a later --resume overwrites these weights, as it should
     method = method.to(dist.device)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from pipa_video.config import ConfigError
 from pipa_video.models.backbones import build_backbone
 from pipa_video.models.heads import build_decode_head
+from pipa_video.models.hrda import HRDASegmentor, HRDASettings
 from pipa_video.models.segmentor import Segmentor
 
 
@@ -20,8 +21,9 @@ def _get(cfg: Mapping, dotted: str) -> Any:
     return node
 
 
-def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor:
-    """Backbone (random init, or ImageNet weights from ``model.backbone.pretrained``) + decode head."""
+def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor | HRDASegmentor:
+    """Backbone (random init, or ImageNet weights from ``model.backbone.pretrained``) + decode head,
+    wrapped in HRDA when ``model.type='hrda'`` (:func:`build_hrda`)."""
     backbone = build_backbone(
         _get(model_cfg, "backbone.type"),
         pretrained=_get(model_cfg, "backbone.pretrained"),
@@ -35,7 +37,27 @@ def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor:
         dropout=float(_get(model_cfg, "decode_head.dropout")),
         channels_last=bool(_get(model_cfg, "decode_head.channels_last")),
     )
-    return Segmentor(backbone=backbone, decode_head=head, num_classes=num_classes)
+    segmentor = Segmentor(backbone=backbone, decode_head=head, num_classes=num_classes)
+    if model_cfg.get("type", "encoder_decoder") == "hrda":
+        return build_hrda(segmentor, model_cfg["hrda"])
+    return segmentor
+
+
+def hrda_settings(hrda_cfg: Mapping) -> HRDASettings:
+    """``model.hrda`` as :class:`HRDASettings` (the detail loss weight is the step's: ``uda.build``)."""
+    return HRDASettings(context_scale=float(hrda_cfg["context_scale"]), detail_crop=tuple(hrda_cfg["detail_crop"]),
+                        crop_divisible=int(hrda_cfg["crop_divisible"]),
+                        attention_classwise=bool(hrda_cfg["attention_classwise"]),
+                        detail_slide=bool(hrda_cfg["detail_slide"]), test_window=tuple(hrda_cfg["test_window"]),
+                        test_stride=tuple(hrda_cfg["test_stride"]))
+
+
+def build_hrda(segmentor: Segmentor, hrda_cfg: Mapping) -> HRDASegmentor:
+    """HRDA around ``segmentor``'s backbone and decode head (its scale attention is initialised here)."""
+    try:
+        return HRDASegmentor.from_segmentor(segmentor, settings=hrda_settings(hrda_cfg))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 class FrozenBackbone(nn.Module):
@@ -67,6 +89,6 @@ def build_imagenet_backbone(model_cfg: Mapping) -> FrozenBackbone:
     pretrained = _get(model_cfg, "backbone.pretrained")
     if pretrained is None:
         raise ConfigError("model.backbone.pretrained: the ImageNet feature distance needs ImageNet weights; "
-                          "set it or switch the loss off (uda.fd_weight=0)")
+                          "set it or switch the loss off (uda.feature_distance.weight=0)")
     backbone = build_backbone(_get(model_cfg, "backbone.type"), pretrained=pretrained, drop_path_rate=0.0)
     return FrozenBackbone(backbone)

@@ -1,78 +1,43 @@
-"""The one place the ``uda`` config is translated into a training method."""
+"""The one place the ``uda`` config is translated into a training method.
+
+Base self-training reads the flat ``uda`` keys; each term (``uda.terms.TERMS``) is built from its own
+section ``uda.<term.name>`` by its ``from_config`` and is left out when its weight is 0 (and, for
+terms that need a teacher, under ``uda.method='source_only'``).
+"""
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from typing import Callable, Mapping
 
-import torch
+from torch import Tensor
 
 from pipa_video.data.classes import get_class_set
-from pipa_video.models.build import build_imagenet_backbone, build_segmentor
-from pipa_video.uda.contrast.memory_bank import ClassMemoryBank, all_gather_concat
-from pipa_video.uda.contrast.patch import PatchContrastLoss
-from pipa_video.uda.contrast.pixel import PixelContrastLoss
-from pipa_video.uda.contrast.temporal import TemporalContrastLoss
-from pipa_video.uda.feature_distance import FeatureDistanceLoss
+from pipa_video.models.build import build_segmentor
+from pipa_video.uda.hrda_loss import CEAverage
 from pipa_video.uda.mix import AugDraw, MixClasses
 from pipa_video.uda.pseudo import PseudoWeight
-from pipa_video.uda.step import (CEAverage, ContrastLosses, Method, PatchViews, Reference, SelfTrainingMethod,
-                                 SelfTrainingSettings)
-from pipa_video.uda.student import Head, StudentNet
+from pipa_video.uda.step import BaseSettings, Method, SelfTrainingMethod
+from pipa_video.uda.student import StudentNet
 from pipa_video.uda.teacher import TeacherNorm, ema_horizon_warning
+from pipa_video.uda.terms import TERMS, BuildContext, Term
 
 logger = logging.getLogger(__name__)
 
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
+Gather = Callable[[Tensor], Tensor]
 
 
-def build_contrasts(uda: Mapping, *, num_classes: int) -> ContrastLosses:
-    """Contrast modules whose weight is non-zero; a self-training-free run gets only pixel contrast."""
-    pixel, patch, temporal = uda["pixel_contrast"], uda["patch_contrast"], uda["temporal_contrast"]
-    self_training = Method(uda["method"]) is Method.SELF_TRAINING
-    losses = ContrastLosses()
-    if pixel["weight"] > 0:
-        bank = ClassMemoryBank(num_classes=num_classes, size=pixel["bank_size"], dim=pixel["proj_dim"],
-                               gather=all_gather_concat if _distributed() else None) if pixel["bank_size"] > 0 else None
-        losses.pixel = PixelContrastLoss(num_classes=num_classes, tau=pixel["tau"],
-                                         anchors_per_class=pixel["anchors_per_class"],
-                                         hard_ratio=pixel["hard_ratio"], bank=bank)
-    # Patch and temporal contrast work on target pseudo-labels: they need the teacher.
-    if patch["weight"] > 0 and self_training:
-        losses.patch = PatchContrastLoss(tau=patch["tau"], num_anchors=patch["num_anchors"])
-    if temporal["weight"] > 0 and self_training:
-        losses.temporal = TemporalContrastLoss(tau=temporal["tau"], num_anchors=temporal["num_anchors"],
-                                               confidence=temporal["confidence"])
-    return losses
-
-
-def pixel_term_weight(pixel: Mapping) -> float:
-    """alpha, times tau / base_tau when ``base_tau`` is set (PiPa's code: SupCon's ``temperature /
-    base_temperature`` = 0.1 / 0.07 in ``PixelContrastLoss``); the logged loss stays the plain InfoNCE."""
-    if pixel["base_tau"] is None:
-        return float(pixel["weight"])
-    if pixel["base_tau"] <= 0:
-        raise ValueError(f"uda.pixel_contrast.base_tau: must be > 0 or None, got {pixel['base_tau']}")
-    return float(pixel["weight"]) * pixel["tau"] / pixel["base_tau"]
-
-
-def build_method(cfg: Mapping) -> SelfTrainingMethod:
-    """Student, teacher, losses and settings from a validated config."""
+def build_terms(cfg: Mapping, *, gather: Gather | None = None) -> list[Term]:
+    """The enabled terms, in ``TERMS`` order, each from its section ``uda.<name>``."""
     class_set = get_class_set(cfg["class_set"])
+    build = BuildContext(cfg=cfg, num_classes=class_set.num_classes, class_names=tuple(class_set.names),
+                         self_training=Method(cfg["uda"]["method"]) is Method.SELF_TRAINING, gather=gather)
+    terms = [term_cls.from_config(cfg["uda"][term_cls.name], build) for term_cls in TERMS]
+    return [t for t in terms if t is not None]
+
+
+def base_settings(cfg: Mapping) -> BaseSettings:
     uda = cfg["uda"]
-    contrasts = build_contrasts(uda, num_classes=class_set.num_classes)
-    proj_dims = {head: uda[key]["proj_dim"] for head, key, loss in (
-        (Head.PIXEL, "pixel_contrast", contrasts.pixel), (Head.PATCH, "patch_contrast", contrasts.patch),
-        (Head.TEMPORAL, "temporal_contrast", contrasts.temporal)) if loss is not None}
-    student = StudentNet(segmentor=build_segmentor(cfg["model"], num_classes=class_set.num_classes),
-                         proj_dims=proj_dims)
-    pretrained = cfg["model"]["backbone"]["pretrained"]
-    use_fd = uda["fd_weight"] > 0 and pretrained is not None
-    feature_distance = FeatureDistanceLoss(
-        class_ids=[class_set.names.index(n) for n in uda["fd_classes"] if n in class_set.names],
-        num_classes=class_set.num_classes, scale_min_ratio=uda["fd_scale_min_ratio"]) if use_fd else None
-    settings = SelfTrainingSettings(
+    return BaseSettings(
         method=Method(uda["method"]),
         pseudo_threshold=uda["pseudo_threshold"],
         pseudo_weight=PseudoWeight(uda["pseudo_weight"]),
@@ -87,22 +52,24 @@ def build_method(cfg: Mapping) -> SelfTrainingMethod:
         blur=uda["blur"],
         mean=tuple(cfg["data"]["mean"]),
         std=tuple(cfg["data"]["std"]),
-        fd_weight=uda["fd_weight"] if use_fd else 0.0,
-        pixel_weight=pixel_term_weight(uda["pixel_contrast"]),
-        pixel_use_target=uda["pixel_contrast"]["use_target"],
-        patch_weight=uda["patch_contrast"]["weight"],
-        patch_views=PatchViews(uda["patch_contrast"]["views"]),
-        patch_crop_ratio=uda["patch_contrast"]["crop_ratio"],
-        patch_iou_range=tuple(uda["patch_contrast"]["iou_range"]),
-        temporal_weight=uda["temporal_contrast"]["weight"],
-        temporal_reference=Reference(uda["temporal_contrast"]["reference"]),
+        detail_loss_weight=cfg["model"]["hrda"]["detail_loss_weight"],
     )
+
+
+def build_method(cfg: Mapping, *, gather: Gather | None = None) -> SelfTrainingMethod:
+    """Student, teacher, terms and settings from a validated config.
+
+    ``gather(tensor) -> tensor`` concatenates a tensor over ranks along dim 0 (the engine passes
+    ``engine.dist.all_gather_cat`` when distributed, None otherwise); the memory bank uses it.
+    """
+    class_set = get_class_set(cfg["class_set"])
+    terms = build_terms(cfg, gather=gather)
+    proj_dims = {head: dim for term in terms for head, dim in term.heads().items()}
+    student = StudentNet(segmentor=build_segmentor(cfg["model"], num_classes=class_set.num_classes),
+                         proj_dims=proj_dims)
+    settings = base_settings(cfg)
     if settings.method is Method.SELF_TRAINING:
-        warning = ema_horizon_warning(max_alpha=uda["ema_alpha"], iters=cfg["schedule"]["iters"])
+        warning = ema_horizon_warning(max_alpha=cfg["uda"]["ema_alpha"], iters=cfg["schedule"]["iters"])
         if warning:
             logger.warning(warning)
-    return SelfTrainingMethod(
-        student=student, settings=settings, ema_alpha=uda["ema_alpha"], contrasts=contrasts,
-        feature_distance=feature_distance,
-        imagenet_backbone=build_imagenet_backbone(cfg["model"]) if use_fd else None,
-    )
+    return SelfTrainingMethod(student=student, settings=settings, ema_alpha=cfg["uda"]["ema_alpha"], terms=terms)

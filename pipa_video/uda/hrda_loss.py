@@ -1,5 +1,8 @@
 """Segmentation cross-entropy of a plain or an HRDA output: one call for the source, mixed and MIC losses.
 
+The step's cross-entropy is :func:`cross_entropy` (mmseg 0.x's averaging by default, the source
+loss's mode from ``uda.source_ce_average``); every loss passes it as ``ce=``.
+
 For HRDA the loss is ``(1 - w_d) * CE(fused) + w_d * CE(detail)`` with ``w_d = 0.1``: the fused logits
 against the whole label, the detail logits against the label (and weight) cut to the detail crop.
 The fused term is scaled by ``1 - w_d`` as in HRDA (``HRDAHead.losses``: ``loss_seg *= 1 - lr_loss_weight
@@ -11,6 +14,7 @@ Source: lhoyer/HRDA ``mmseg/models/decode_heads/hrda_head.py`` (``losses``),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable
 
 import torch.nn.functional as F
@@ -25,14 +29,41 @@ DETAIL_LOSS_WEIGHT = 0.1  # HRDA hr_loss_weight (lambda_d in the paper)
 CrossEntropy = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 
 
+class CEAverage(str, Enum):
+    ALL_PIXELS = "all_pixels"  # mmseg 0.x: mean over every pixel, ignored ones contributing 0
+    LABELLED_PIXELS = "labelled_pixels"  # mean over the labelled pixels (torch's default)
+
+
+def cross_entropy(logits: Tensor, label: Tensor, weight: Tensor | None = None, *,
+                  average: CEAverage = CEAverage.ALL_PIXELS) -> Tensor:
+    """The step's cross-entropy: logits (B, C, h, w) upsampled (bilinear) to the label (B, H, W); ignore 255.
+
+    ``ALL_PIXELS`` (DAFormer, HRDA, MIC through mmseg 0.x): the mean of ``CE * weight`` over every
+    pixel, ignored ones counting 0 (never divided by the weight sum). ``LABELLED_PIXELS``: divided by
+    the number of labelled pixels. Computed in float32 whatever the logits' precision (bf16 forwards).
+    """
+    logits = F.interpolate(logits.float(), size=label.shape[-2:], mode="bilinear", align_corners=False)
+    pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
+    if weight is not None:
+        pixel = pixel * weight
+    if CEAverage(average) is CEAverage.LABELLED_PIXELS:
+        return pixel.sum() / (label != IGNORE_INDEX).sum().clamp_min(1)
+    return pixel.mean()
+
+
+def step_cross_entropy(average: CEAverage | str = CEAverage.ALL_PIXELS) -> CrossEntropy:
+    """:func:`cross_entropy` with ``average`` fixed, in the ``ce=`` form of :func:`segmentation_loss`."""
+    mode = CEAverage(average)
+    return lambda logits, label, weight=None: cross_entropy(logits, label, weight, average=mode)
+
+
 def weighted_ce(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> Tensor:
     """Cross-entropy of logits (B, C, h, w) bilinearly upsampled to the label's (B, H, W); ignore 255.
 
     Without ``weight``: the mean over non-ignored pixels. With a per-pixel ``weight`` (B, H, W): the
     mean of ``CE * weight`` over ALL pixels (DAFormer normalises by the pixel count, not the weight
-    sum). These are the step's ``_upsampled_ce`` rules today; mmseg's ``cross_entropy`` (DAFormer,
-    HRDA, MIC) also divides the unweighted loss by all pixels, ignored ones counting 0. Pass the
-    step's cross-entropy as ``ce`` wherever the two must agree.
+    sum). The default ``ce`` of :func:`segmentation_loss` for callers outside the step; the step passes
+    :func:`step_cross_entropy` (mmseg's rule: the unweighted loss too is divided by all pixels).
     """
     logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
     if weight is None:

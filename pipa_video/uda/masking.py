@@ -33,7 +33,7 @@ from torch import Tensor
 from pipa_video.models.hrda import HRDAOutput
 from pipa_video.models.segmentor import SegOutput
 from pipa_video.uda.hrda_loss import DETAIL_LOSS_WEIGHT, CrossEntropy, SegLoss, segmentation_loss, weighted_ce
-from pipa_video.uda.mix import strong_augment
+from pipa_video.uda.mix import AugDraw, strong_augment
 
 MASK_RATIO = 0.7  # mask_generator.mask_ratio
 MASK_BLOCK_SIZE = 64  # mask_generator.mask_block_size (pixels of the training input)
@@ -43,14 +43,17 @@ MIC_WEIGHT = 1.0  # mask_lambda
 @dataclass(frozen=True)
 class MICSettings:
     """MIC's settings; defaults from lhoyer/MIC ``seg/configs/mic/gtaHR2csHR_mic_hrda.py`` and DACS's
-    colour augmentation (strength 0.2, applied with probability 0.8; blur with probability 0.5)."""
+    colour augmentation (strength 0.2, applied with probability 0.8; blur with probability 0.5; one
+    apply/blur decision for the whole masked batch, ``random.uniform`` once each in MIC's module)."""
 
     mask_ratio: float = MASK_RATIO
     block_size: int = MASK_BLOCK_SIZE
     weight: float = MIC_WEIGHT
+    color_augmentation: bool = True  # MIC's mask modes ending in 'aug' ('separatetrgaug'); False: 'separate'
     jitter_strength: float = 0.2
     jitter_prob: float = 0.8
     blur: bool = True  # MIC draws its blur decision whatever DACS's ``blur`` flag says
+    draw: AugDraw = AugDraw.BATCH  # one jitter / blur decision per batch (MIC); 'image': per image
 
     def __post_init__(self) -> None:
         if not 0 <= self.mask_ratio < 1:
@@ -110,8 +113,10 @@ class MaskedImageConsistency:
             raise ValueError(f"MIC: pseudo-labels {tuple(pseudo_label.shape)} and weights {tuple(pseudo_weight.shape)} "
                              f"must be (B, H, W) = {(b, h, w)} of the target image")
         s = self.settings
-        img = strong_augment(target_img, mean=self.mean, std=self.std, jitter_strength=s.jitter_strength,
-                             jitter_prob=s.jitter_prob, blur=s.blur)
+        img = target_img
+        if s.color_augmentation:
+            img = strong_augment(img, mean=self.mean, std=self.std, jitter_strength=s.jitter_strength,
+                                 jitter_prob=s.jitter_prob, blur=s.blur, draw=s.draw)
         mask = block_mask(b, (h, w), mask_ratio=s.mask_ratio, block_size=s.block_size, device=target_img.device)
         return MaskedTarget(img=img * mask.to(img.dtype), label=pseudo_label, weight=pseudo_weight, mask=mask)
 

@@ -1,11 +1,20 @@
-"""The mean teacher: an EMA copy of the student, pinned to eval mode, never trained by gradients."""
+"""The mean teacher: an EMA copy of the student, pinned to eval mode, never trained by gradients.
+
+``teacher_views`` runs the teacher forwards one step needs: the step and its terms state what they
+need as :class:`TeacherRequest` objects (which frames, which region, features or not), and get one
+:class:`TeacherView` per request name.
+"""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Callable, ContextManager, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from pipa_video.models.hrda import Box
 
 
 class TeacherNorm(str, Enum):
@@ -100,3 +109,86 @@ class EMATeacher(nn.Module):
     def forward(self, *args, **kwargs):
         with torch.no_grad():
             return self.model(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    """Frames (B, 3, H, W) whose teacher view a step part needs, under ``name``.
+
+    ``region`` None: logits of the whole frames for pseudo-labels (HRDA: detail slide fused with the
+    context, ``StudentNet.pseudo_label_logits``). A ``Box``: one forward of that crop of the frames
+    (HRDA: its single-scale branch, i.e. the detail grid of a stage's detail crop). ``features``: keep
+    the decoder features (for a projection head).
+    """
+
+    name: str
+    frames: Tensor
+    region: Box | None = None
+    features: bool = False
+
+    def same_input(self, other: "TeacherRequest") -> bool:
+        return self.frames is other.frames and self.region == other.region
+
+
+@dataclass
+class TeacherView:
+    """Teacher logits (B, C, h, w) over the request's region at stride 4, and its features (or None)."""
+
+    logits: Tensor
+    features: Tensor | None = None
+
+
+def _merge(requests: Sequence[TeacherRequest]) -> tuple[list[TeacherRequest], dict[str, int]]:
+    """Requests of the same frames and region share one forward (features if any of them asks)."""
+    unique: list[TeacherRequest] = []
+    index: dict[str, int] = {}
+    for request in requests:
+        match = next((i for i, u in enumerate(unique) if u.same_input(request)), None)
+        if match is None:
+            unique.append(request)
+            match = len(unique) - 1
+        elif request.features and not unique[match].features:
+            unique[match] = replace(unique[match], features=True)
+        index[request.name] = match
+    return unique, index
+
+
+@torch.no_grad()
+def _forward(model: nn.Module, request: TeacherRequest) -> TeacherView:
+    if request.region is not None:
+        out = model(request.region.crop(request.frames), single_scale=True, return_features=request.features)
+        return TeacherView(out.logits, out.features)
+    if model.is_hrda:
+        if request.features:
+            raise ValueError(f"teacher request {request.name!r}: HRDA gives features of a region only; pass region=")
+        return TeacherView(model.pseudo_label_logits(request.frames))
+    out = model(request.frames, return_features=request.features)
+    return TeacherView(out.logits, out.features)
+
+
+@torch.no_grad()
+def teacher_views(teacher: EMATeacher, requests: Sequence[TeacherRequest],
+                  context: Callable[[], ContextManager]) -> dict[str, TeacherView]:
+    """Run the teacher once per distinct (frames, region) of ``requests``; views by request name.
+
+    With BatchNorm on batch statistics (DAFormer) each input gets a forward of its own, so the target
+    key frames are normalised by their own statistics exactly as DAFormer's teacher batch is; with
+    running statistics the whole-frame inputs of a plain segmentor share one batched forward (the same
+    result at one launch). Runs under ``torch.no_grad`` and the forward ``context``.
+    """
+    unique, index = _merge(requests)
+    model = teacher.model
+    with context():
+        if teacher.norm is TeacherNorm.EMA and not model.is_hrda and all(r.region is None for r in unique):
+            views = _batched(model, unique)
+        else:
+            views = [_forward(model, r) for r in unique]
+    return {name: views[i] for name, i in index.items()}
+
+
+def _batched(model: nn.Module, requests: Sequence[TeacherRequest]) -> list[TeacherView]:
+    need = any(r.features for r in requests)
+    out = model(torch.cat([r.frames for r in requests]), return_features=need)
+    sizes = [r.frames.shape[0] for r in requests]
+    features = list(out.features.split(sizes)) if need else [None] * len(requests)
+    return [TeacherView(logits, feat) for logits, feat in zip(out.logits.split(sizes), features)]

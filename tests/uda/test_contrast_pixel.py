@@ -5,7 +5,7 @@ from torch import nn
 
 from pipa_video.models.projection import ProjectionHead
 from pipa_video.uda.contrast.memory_bank import ClassMemoryBank
-from pipa_video.uda.contrast.pixel import PixelContrastLoss
+from pipa_video.uda.contrast.pixel import PixelContrastLoss, bank_entries
 from test_contrast_infonce import slow_infonce
 
 B, D, h, w, C, STRIDE = 2, 6, 6, 6, 3, 4
@@ -61,26 +61,28 @@ def test_matches_formula(with_bank):
     sample = loss_fn.select_anchors(labels=cells, student_pred=student_pred, generator=torch.Generator().manual_seed(5))
     want = _reference(features, cells, sample, bank, tau=0.1)  # bank as it is before this step's push
     got = loss_fn(features=features, labels=_full_res(cells), student_pred=student_pred,
-                  teacher_features=torch.randn(B, D, h, w), generator=torch.Generator().manual_seed(5))
+                  generator=torch.Generator().manual_seed(5))
     assert int(sample.valid.sum()) == 3 * 4
     assert got.item() == pytest.approx(want, rel=1e-5)
 
 
-def test_bank_receives_teacher_projections_of_the_anchors():
+def test_the_loss_only_reads_the_bank_and_bank_entries_are_the_teacher_projections_of_the_anchors():
     cells = _cell_labels(3)
     teacher = torch.randn(B, D, h, w)
     bank = ClassMemoryBank(num_classes=C, size=50, dim=D)
     loss_fn = PixelContrastLoss(num_classes=C, tau=0.1, anchors_per_class=4, hard_ratio=0.5, bank=bank)
     student_pred = torch.zeros(B, h, w, dtype=torch.long)
     sample = loss_fn.select_anchors(labels=cells, student_pred=student_pred, generator=torch.Generator().manual_seed(7))
-    loss_fn(features=torch.randn(B, D, h, w), labels=_full_res(cells), student_pred=student_pred,
-            teacher_features=teacher, generator=torch.Generator().manual_seed(7))
+    _, anchors = loss_fn.loss_and_anchors(features=torch.randn(B, D, h, w), labels=_full_res(cells),
+                                          student_pred=student_pred, generator=torch.Generator().manual_seed(7))
+    assert int(bank.count.sum()) == 0  # the loss call is no state update
+    assert torch.equal(anchors.index, sample.index)
+    bank.push(**bank_entries(teacher, anchors))
     flat_teacher = teacher.permute(0, 2, 3, 1).reshape(-1, D)
     for c in range(C):
         slots = sample.valid & (sample.labels == c)
         torch.testing.assert_close(bank.class_entries(c), flat_teacher[sample.index[slots]])
-    loss_fn(features=torch.randn(B, D, h, w), labels=_full_res(cells), student_pred=student_pred,
-            teacher_features=teacher, update_bank=False)
+    loss_fn(features=torch.randn(B, D, h, w), labels=_full_res(cells), student_pred=student_pred)
     assert torch.equal(bank.count, torch.full((C,), 4))
 
 
@@ -89,8 +91,9 @@ def test_ignore_label_is_never_a_class_nor_banked():
     loss_fn = PixelContrastLoss(num_classes=C, tau=0.1, anchors_per_class=4, hard_ratio=0.5, bank=bank)
     features = torch.randn(B, D, h, w, requires_grad=True)
     all_ignored = torch.full((B, h * STRIDE, w * STRIDE), 255)
-    loss = loss_fn(features=features, labels=all_ignored, student_pred=torch.zeros(B, h, w, dtype=torch.long),
-                   teacher_features=features.detach())
+    loss, anchors = loss_fn.loss_and_anchors(features=features, labels=all_ignored,
+                                             student_pred=torch.zeros(B, h, w, dtype=torch.long))
+    bank.push(**bank_entries(features, anchors))
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(features.grad).all()
     assert (bank.count == 0).all(), "ignored pixels entered the bank"
@@ -99,8 +102,9 @@ def test_ignore_label_is_never_a_class_nor_banked():
     cells[:, :, : w // 2] = 1
     sample = loss_fn.select_anchors(labels=cells, student_pred=torch.zeros(B, h, w, dtype=torch.long))
     assert (cells.reshape(-1)[sample.index[sample.valid]] == 1).all()
-    loss_fn(features=features, labels=_full_res(cells), student_pred=torch.zeros(B, h, w, dtype=torch.long),
-            teacher_features=features.detach())
+    _, anchors = loss_fn.loss_and_anchors(features=features, labels=_full_res(cells),
+                                          student_pred=torch.zeros(B, h, w, dtype=torch.long))
+    bank.push(**bank_entries(features, anchors))
     assert torch.equal(bank.count, torch.tensor([0, 4, 0]))
 
 
@@ -132,7 +136,7 @@ def test_gradient_reaches_the_backbone():
     bank = _prefilled_bank(0)
     loss_fn = PixelContrastLoss(num_classes=C, tau=0.1, anchors_per_class=4, hard_ratio=0.5, bank=bank)
     loss = loss_fn(features=head(feat), labels=_full_res(_cell_labels(0)),
-                   student_pred=classifier(feat).argmax(1), teacher_features=head(feat).detach())
+                   student_pred=classifier(feat).argmax(1))
     loss.backward()
     assert loss.item() > 0
     assert backbone.weight.grad.abs().sum() > 0
@@ -145,10 +149,8 @@ def test_misaligned_inputs_raise():
     features = torch.randn(B, D, h, w)
     pred = torch.zeros(B, h, w, dtype=torch.long)
     with pytest.raises(ValueError, match="same region"):
-        loss_fn(features=features, labels=torch.zeros(B, 48, 24, dtype=torch.long), student_pred=pred,
-                teacher_features=features)
+        loss_fn(features=features, labels=torch.zeros(B, 48, 24, dtype=torch.long), student_pred=pred)
     with pytest.raises(ValueError, match="student_pred"):
-        loss_fn(features=features, labels=_full_res(_cell_labels(0)), student_pred=pred[:, :3],
-                teacher_features=features)
+        loss_fn(features=features, labels=_full_res(_cell_labels(0)), student_pred=pred[:, :3])
     with pytest.raises(ValueError, match="teacher_features"):
-        loss_fn(features=features, labels=_full_res(_cell_labels(0)), student_pred=pred)
+        bank_entries(features[0], loss_fn.select_anchors(labels=_cell_labels(0), student_pred=pred))

@@ -10,6 +10,7 @@ import torch
 
 from pipa_video.models.projection import ProjectionHead
 from pipa_video.uda.contrast import (ClassMemoryBank, PatchContrastLoss, PixelContrastLoss, TemporalContrastLoss,
+                                     bank_entries,
                                      overlap_correspondence, sample_crop_pair)
 
 META = torch.device("meta")
@@ -21,9 +22,11 @@ def test_pixel_contrast_with_bank_is_sync_free():
     loss_fn = PixelContrastLoss(num_classes=C, tau=0.1, anchors_per_class=64, hard_ratio=0.5, bank=bank)
     features = torch.randn(B, D, *HW, device=META, requires_grad=True)
     for _ in range(2):  # the second call reads what the first pushed
-        loss = loss_fn(features=features, labels=torch.randint(0, C, (B, 512, 512), device=META),
-                       student_pred=torch.randint(0, C, (B, *HW), device=META), teacher_features=features.detach())
+        loss, anchors = loss_fn.loss_and_anchors(features=features,
+                                                 labels=torch.randint(0, C, (B, 512, 512), device=META),
+                                                 student_pred=torch.randint(0, C, (B, *HW), device=META))
         loss.backward()
+        bank.push(**bank_entries(features, anchors))
     assert loss.shape == () and features.grad.shape == features.shape
 
 

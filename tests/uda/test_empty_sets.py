@@ -4,7 +4,6 @@ A VIPER crop inside the masked ego vehicle holds only ignore (255) pixels: the s
 the feature distance and the source pixel contrast then have nothing to average over. The same holds
 for target terms with no confident pixel, no stable location or no valid overlap cell."""
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -13,10 +12,11 @@ from pipa_video.uda.build import build_method
 from pipa_video.uda.contrast.crops import CropBox, CropPair, overlap_correspondence
 from pipa_video.uda.contrast.memory_bank import ClassMemoryBank
 from pipa_video.uda.contrast.patch import PatchContrastLoss
-from pipa_video.uda.contrast.pixel import PixelContrastLoss
+from pipa_video.uda.contrast.pixel import PixelContrastLoss, bank_entries
 from pipa_video.uda.contrast.temporal import TemporalContrastLoss
 from pipa_video.uda.feature_distance import FeatureDistanceLoss
-from pipa_video.uda.step import _upsampled_ce
+from pipa_video.uda.hrda_loss import cross_entropy
+from pipa_video.uda.terms import FeatureDistanceTerm
 from test_step import NUM_CLASSES, _cfg, _clips
 
 B, D, H, W = 2, 8, 8, 8
@@ -36,7 +36,7 @@ def _exact_zero_with_finite_grad(loss, *leaves):
 def test_cross_entropy_over_an_all_ignore_crop_is_zero():
     logits = torch.randn(B, NUM_CLASSES, H, W, requires_grad=True)
     label = torch.full((B, 4 * H, 4 * W), 255)
-    _exact_zero_with_finite_grad(_upsampled_ce(logits, label), logits)
+    _exact_zero_with_finite_grad(cross_entropy(logits, label), logits)
 
 
 def test_feature_distance_without_thing_class_cells_is_zero():
@@ -54,8 +54,11 @@ def test_pixel_contrast_over_all_ignore_labels_is_zero_and_banks_nothing():
                                     bank=with_bank)
         feat = _feat()
         loss = loss_fn(features=feat, labels=torch.full((B, 4 * H, 4 * W), 255),
-                       student_pred=torch.zeros(B, H, W, dtype=torch.long), teacher_features=_feat(1).detach())
+                       student_pred=torch.zeros(B, H, W, dtype=torch.long))
         _exact_zero_with_finite_grad(loss, feat)
+        _, anchors = loss_fn.loss_and_anchors(features=_feat(), labels=torch.full((B, 4 * H, 4 * W), 255),
+                                              student_pred=torch.zeros(B, H, W, dtype=torch.long))
+        bank.push(**bank_entries(_feat(1), anchors))  # what the pixel term pushes after the backward
     assert int(bank.count.sum()) == 0
 
 
@@ -85,10 +88,9 @@ def _pipa_with_every_term(**uda):
     (its frozen 'ImageNet' backbone here is a copy of the random one: the term needs no weights to run)."""
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1, pixel_contrast={"use_target": True}, **uda))
-    method.feature_distance = FeatureDistanceLoss(class_ids=[11, 12, 13], num_classes=NUM_CLASSES,
-                                                  scale_min_ratio=0.75)
-    method.imagenet_backbone = copy.deepcopy(method.student.segmentor.backbone).requires_grad_(False).eval()
-    method.settings = dataclasses.replace(method.settings, fd_weight=0.005)
+    loss = FeatureDistanceLoss(class_ids=[11, 12, 13], num_classes=NUM_CLASSES, scale_min_ratio=0.75)
+    imagenet = copy.deepcopy(method.student.segmentor.backbone)
+    method.terms.insert(0, FeatureDistanceTerm(loss=loss, weight=0.005, imagenet_backbone=imagenet))  # TERMS order
     return method
 
 
@@ -117,7 +119,7 @@ def test_pipa_step_with_nothing_to_learn_from_is_all_zeros_not_nan():
     """All-ignore source and a target where no pixel is confident: every term but the patch contrast
     (which contrasts pseudo-label classes whatever their confidence) has an empty set."""
     method = _pipa_with_every_term(pseudo_threshold=1.0)
-    method.temporal_loss.confidence = 1.01  # no location can be stable
+    method.term("temporal_contrast").loss.confidence = 1.01  # no location can be stable
     losses = method.train_step(_all_ignore(_clips()), _clips(seed=1), iteration=0)
     assert all(torch.isfinite(v) for v in losses.values()), losses
     for term in ("loss_src", "loss_fd", "loss_pixel_src", "loss_mix", "loss_temporal", "loss_pixel_tgt"):

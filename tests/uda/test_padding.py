@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import pipa_video.uda.step as step_module
+import pipa_video.uda.terms.patch as patch_module
 from pipa_video.config import validate
 from pipa_video.uda.build import build_method
 from pipa_video.uda.contrast.crops import CropBox, CropPair
@@ -112,14 +113,16 @@ class _Spy:
     def __init__(self, method, monkeypatch):
         self.calls = {"pixel": [], "patch": [], "temporal": []}
         self.mixed = None
-        for name, loss in (("pixel", method.pixel_loss), ("patch", method.patch_loss),
-                           ("temporal", method.temporal_loss)):
+        pixel = method.term("pixel_contrast").loss  # its forward goes through loss_and_anchors too
+        monkeypatch.setattr(pixel, "loss_and_anchors", self._wrap("pixel", pixel.loss_and_anchors))
+        for name in ("patch", "temporal"):
+            loss = method.term(f"{name}_contrast").loss
             monkeypatch.setattr(loss, "forward", self._wrap(name, loss.forward))
         monkeypatch.setattr(step_module, "class_mix", self._mix)
         full = CropBox(top=0, left=0, height=SIZE, width=SIZE)  # crops = the whole image, unflipped
         pair = CropPair(box1=full, box2=full, flip1=False, flip2=False)
-        monkeypatch.setattr(step_module, "sample_crop_in_view", lambda **_: pair)
-        monkeypatch.setattr(step_module, "sample_crop_pair", lambda **_: pair)
+        monkeypatch.setattr(patch_module, "sample_crop_in_view", lambda **_: pair)
+        monkeypatch.setattr(patch_module, "sample_crop_pair", lambda **_: pair)
 
     def _wrap(self, name, forward):
         def spy(**kw):

@@ -4,8 +4,9 @@ import torch
 
 from pipa_video.config import validate
 from pipa_video.uda.build import build_method
-from pipa_video.uda.step import Method, frozen_norm_statistics
+from pipa_video.uda.step import Method
 from pipa_video.uda.student import Head
+from pipa_video.uda.teacher import teacher_views
 
 NUM_CLASSES = 15
 
@@ -36,6 +37,14 @@ def _clips(frames=2, size=64, seed=0):
 def _backbone_grad(method):
     grads = [p.grad for p in method.student.segmentor.backbone.parameters() if p.grad is not None]
     return sum(float(g.abs().sum()) for g in grads)
+
+
+def _context(method, source, target):
+    """The step's context with the teacher views filled in, as ``train_step`` builds it."""
+    ctx = method._context(source, target)
+    if target is not None:
+        ctx.teacher = teacher_views(method.teacher, method._teacher_requests(ctx), method.forwards.context)
+    return ctx
 
 
 def test_source_only_has_no_teacher_and_trains_on_source():
@@ -76,9 +85,9 @@ def test_pipa_logs_every_term_on_its_own():
 
 
 def test_teacher_projects_each_head_only_on_its_frames_with_the_same_result():
-    """The teacher stage projects the reference frame (temporal) and the source frame (pixel) alone;
-    that must equal slicing the projections of the whole batch, with non-trivial head statistics.
-    (Running statistics: ``teacher_norm='ema'``; with batch statistics each part is its own batch.)"""
+    """The reference frame (temporal) and the source frame (pixel) are projected each alone; that must
+    equal slicing the projections of one batched forward, with non-trivial head statistics.
+    (Running statistics: ``teacher_norm='ema'``, where the whole-frame views share one forward.)"""
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1, teacher_norm="ema"))
     for m in method.teacher.model.heads.modules():
@@ -86,12 +95,15 @@ def test_teacher_projects_each_head_only_on_its_frames_with_the_same_result():
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
     source, target = _clips(), _clips(seed=1)
-    view = method._teacher_stage(source, target)
+    ctx = _context(method, source, target)
     frames = torch.cat([target["img"][:, 0], target["img"][:, 1], source["img"][:, 0]])
-    out, proj = method.teacher(frames, project=(Head.TEMPORAL, Head.PIXEL))
-    torch.testing.assert_close(view.target_logits, out.logits[:2])
-    torch.testing.assert_close(view.ref_temporal, proj[Head.TEMPORAL][2:4])
-    torch.testing.assert_close(view.source_pixel, proj[Head.PIXEL][4:])
+    out = method.teacher(frames, project=(Head.TEMPORAL, Head.PIXEL))
+    torch.testing.assert_close(ctx.teacher["target"].logits, out.logits[:2])
+    assert ctx.teacher["temporal_key"] is ctx.teacher["target"]  # one forward serves both
+    project = method.teacher.model.project_features
+    torch.testing.assert_close(project(ctx.teacher["temporal_reference"].features, head=Head.TEMPORAL),
+                               out.proj[Head.TEMPORAL][2:4])
+    torch.testing.assert_close(project(ctx.teacher["pixel_source"].features, head=Head.PIXEL), out.proj[Head.PIXEL][4:])
 
 
 def test_batch_statistics_teacher_normalises_each_part_by_itself_like_daformer():
@@ -105,11 +117,11 @@ def test_batch_statistics_teacher_normalises_each_part_by_itself_like_daformer()
     method.train()
     assert norms and drops and all(m.training for m in norms) and not any(m.training for m in drops)
     source, target = _clips(), _clips(seed=1)
-    view = method._teacher_stage(source, target)
-    alone, _ = method.teacher(target["img"][:, 0])
-    torch.testing.assert_close(view.target_logits, alone.logits)
-    together, _ = method.teacher(torch.cat([target["img"][:, 0], source["img"][:, 0]]))
-    assert not torch.allclose(view.target_logits, together.logits[:2])  # batch statistics do matter
+    logits = _context(method, source, target).teacher["target"].logits
+    alone = method.teacher(target["img"][:, 0])
+    torch.testing.assert_close(logits, alone.logits)
+    together = method.teacher(torch.cat([target["img"][:, 0], source["img"][:, 0]]))
+    assert not torch.allclose(logits, together.logits[:2])  # batch statistics do matter
 
 
 def test_one_frame_clips_give_no_temporal_term_and_no_error():
@@ -124,8 +136,9 @@ def test_two_crop_patch_stage_trains_the_segmentation_backbone():
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1, patch_contrast={"views": "two_crops"}))
     clip = _clips(seed=2)
+    ctx = _context(method, _clips(), clip)
     method.student.zero_grad()
-    loss = method._patch_two_crops(clip["img"][:, 0], clip["label"][:, 0])
+    loss = method.term("patch_contrast").two_crops(ctx, img=clip["img"][:, 0], label=clip["label"][:, 0])
     assert torch.isfinite(loss) and loss > 0
     assert _backbone_grad(method) > 0
 
@@ -134,10 +147,13 @@ def test_patch_against_the_mixed_view_trains_the_segmentation_backbone_through_b
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1))
     clip = _clips(seed=2)
+    ctx = _context(method, _clips(), clip)
     img = clip["img"][:, 0].requires_grad_(True)  # stands in for the view's path to the backbone
-    _, proj = method.student(img, project=(Head.PATCH,))
+    stage = method.forwards.stage()
+    view = stage.forward(img, kind="training", project=(Head.PATCH,))
     method.student.zero_grad()
-    loss = method._patch_against_view(proj[Head.PATCH], clip["img"][:, 0], clip["label"][:, 0])
+    loss = method.term("patch_contrast").against_view(ctx, stage, view_feat=view.proj[Head.PATCH],
+                                                      img=clip["img"][:, 0], label=clip["label"][:, 0])
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
     assert _backbone_grad(method) > 0
@@ -171,19 +187,21 @@ def _norm_statistics(method):
 
 @pytest.mark.parametrize("views", ["mixed_and_crop", "two_crops"])
 def test_auxiliary_views_leave_batchnorm_running_statistics_alone(views):
-    """Patch crops and the student reference frame must not move the statistics inference uses."""
+    """Patch crops must not move the statistics inference uses."""
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1, patch_contrast={"views": views}))
     assert _norm_statistics(method), "the tiny model must have BatchNorm layers for this test to mean anything"
     clip = _clips(seed=2)
+    ctx = _context(method, _clips(), clip)
     img, label = clip["img"][:, 0], clip["label"][:, 0]
+    term = method.term("patch_contrast")
     before = _norm_statistics(method)
     if views == "mixed_and_crop":
-        with frozen_norm_statistics(method.student):  # stands in for the mixed view (tested below)
-            _, proj = method.student(img, project=(Head.PATCH,))
-        method._patch_against_view(proj[Head.PATCH], img, label)
+        stage = method.forwards.stage()
+        view = stage.forward(img, kind="auxiliary", project=(Head.PATCH,))  # stands in for the mixed view
+        term.against_view(ctx, stage, view_feat=view.proj[Head.PATCH], img=img, label=label)
     else:
-        method._patch_two_crops(img, label)
+        term.two_crops(ctx, img=img, label=label)
     for a, b in zip(before, _norm_statistics(method)):
         assert torch.equal(a, b)
     assert all(m.momentum == 0.1 for m in method.student.modules()
@@ -193,17 +211,19 @@ def test_auxiliary_views_leave_batchnorm_running_statistics_alone(views):
 
 
 def test_student_reference_frame_leaves_batchnorm_running_statistics_alone():
-    torch.manual_seed(0)
-    cfg = _cfg(contrast_weight=0.1)
-    cfg.uda.temporal_contrast["reference"] = "student"
-    method = build_method(cfg)
-    target = _clips(seed=1)
-    tv = method._teacher_stage(_clips(), target)
-    key_feat = torch.randn(2, 16, 16, 16, requires_grad=True)
-    pasted = torch.zeros(2, 64, 64, dtype=torch.bool)
-    before = _norm_statistics(method)
-    method._temporal(key_feat, pasted, target, tv)
-    for a, b in zip(before, _norm_statistics(method)):
+    """With the same seeds, a step whose temporal reference goes through the student must leave the
+    student's running statistics exactly where the teacher-reference step leaves them."""
+    stats = {}
+    for reference in ("teacher", "student"):
+        torch.manual_seed(0)
+        cfg = _cfg(contrast_weight=0.1)
+        cfg.uda.temporal_contrast["reference"] = reference
+        method = build_method(cfg)
+        torch.manual_seed(1)
+        method.train_step(_clips(), _clips(seed=1), iteration=0)
+        stats[reference] = _norm_statistics(method)
+    assert len(stats["student"]) == len(stats["teacher"]) > 0
+    for a, b in zip(stats["teacher"], stats["student"]):
         assert torch.equal(a, b)
 
 
@@ -212,7 +232,7 @@ def test_target_pixel_contrast_never_writes_student_features_to_the_bank():
     torch.manual_seed(0)
     method = build_method(_cfg(contrast_weight=0.1, pixel_contrast={"use_target": True}))
     pushed = []
-    bank = method.pixel_loss.bank
+    bank = method.term("pixel_contrast").bank
     original_push = bank.push
     bank.push = lambda **kw: (pushed.append(kw["features"].shape[0]), original_push(**kw))[1]
     losses = method.train_step(_clips(), _clips(seed=1), iteration=0)

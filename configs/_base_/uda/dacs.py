@@ -19,8 +19,11 @@ uda = dict(
     color_jitter_prob=0.8,
     blur=True,
     strong_aug_draw='batch',  # one random.uniform per batch decides jitter and blur
-    fd_weight=0.005,  # ImageNet feature distance; only active with pretrained backbone weights
-    fd_classes=['traffic light', 'traffic sign', 'person', 'rider', 'car', 'truck', 'bus', 'train',
-                'motorcycle', 'bicycle'],  # imnet_feature_dist_classes=[6, 7, 11, ..., 18]
-    fd_scale_min_ratio=0.75,
+    # ImageNet feature distance; only active with pretrained backbone weights
+    feature_distance=dict(
+        weight=0.005,  # imnet_feature_dist_lambda
+        classes=['traffic light', 'traffic sign', 'person', 'rider', 'car', 'truck', 'bus', 'train',
+                 'motorcycle', 'bicycle'],  # imnet_feature_dist_classes=[6, 7, 11, ..., 18]
+        scale_min_ratio=0.75,  # imnet_feature_dist_scale_min_ratio
+    ),
 )

@@ -4,12 +4,13 @@ Usage in a training step (all tensors at the feature grid (h, w) = (H/4, W/4) ex
 
     loss_fn = PixelContrastLoss(num_classes=19, tau=0.1, anchors_per_class=64, hard_ratio=0.5,
                                 bank=ClassMemoryBank(num_classes=19, size=200, dim=256))
-    loss = loss_fn(
+    loss, anchors = loss_fn.loss_and_anchors(
         features=student_pixel_head(student_out.features),          # (B, D, h, w), with grad
         labels=source_label,                                         # (B, H, W) long, 255 = ignore
         student_pred=student_out.logits.argmax(1),                   # (B, h, w), the TRAINED classifier
-        teacher_features=teacher_pixel_head(teacher_out.features),   # (B, D, h, w), detached
     )
+    loss.backward()
+    loss_fn.bank.push(**bank_entries(teacher_pixel_head(teacher_out.features), anchors))  # state, after the loss
 
 ``labels`` (source ground truth, or a batch with confident target pseudo-labels merged in by the
 caller) is nearest-downsampled to (h, w); 255 (``ignore_index``) is never a class. Anchors are
@@ -17,8 +18,8 @@ sampled class-balanced (``anchors_per_class`` at most per class), a share ``hard
 misclassified by ``student_pred``, which must come from the student's segmentation classifier (a head
 no loss trains would make "hard" meaningless; PiPa defect 3). Positives of an anchor are the keys of
 its class, negatives the keys of other classes; keys are the batch's other anchors plus the memory
-bank. After the loss is formed, the teacher projections at the anchors are pushed into the bank
-(``update_bank=False`` leaves it untouched, e.g. for a second look at the same batch).
+bank. The loss only reads the bank: writing the teacher projections at the anchors into it
+(:func:`bank_entries`) is the caller's state update, kept out of the loss call.
 """
 from __future__ import annotations
 
@@ -63,10 +64,15 @@ class PixelContrastLoss(nn.Module):
                                      ignore_index=self.ignore_index, generator=generator)
 
     def forward(self, *, features: Tensor, labels: Tensor, student_pred: Tensor,
-                teacher_features: Tensor | None = None, update_bank: bool = True,
                 generator: torch.Generator | None = None) -> Tensor:
         """Scalar loss. ``features``: student projections (B, D, h, w); see the module docstring."""
-        grid = self._check_inputs(features, labels, student_pred, teacher_features, update_bank)
+        return self.loss_and_anchors(features=features, labels=labels, student_pred=student_pred,
+                                     generator=generator)[0]
+
+    def loss_and_anchors(self, *, features: Tensor, labels: Tensor, student_pred: Tensor,
+                         generator: torch.Generator | None = None) -> tuple[Tensor, ClassBalancedSample]:
+        """The loss and the anchors it sampled (for :func:`bank_entries`); raises ``ValueError`` on shapes."""
+        grid = self._check_inputs(features, labels, student_pred)
         labels = downsample_labels(labels, grid)
         sample = self.select_anchors(labels=labels, student_pred=student_pred, generator=generator)
         anchors = gather_embeddings(features, sample.index)
@@ -83,13 +89,9 @@ class PixelContrastLoss(nn.Module):
             anchor_valid=sample.valid, key_valid=key_valid,
             anchor_key_index=torch.arange(anchors.shape[0], device=anchors.device),  # batch anchors lead the keys
         )
-        if self.bank is not None and update_bank:
-            self.bank.push(features=gather_embeddings(teacher_features.detach(), sample.index),
-                           labels=sample.labels, valid=sample.valid)
-        return loss
+        return loss, sample
 
-    def _check_inputs(self, features: Tensor, labels: Tensor, student_pred: Tensor,
-                      teacher_features: Tensor | None, update_bank: bool) -> tuple[int, int]:
+    def _check_inputs(self, features: Tensor, labels: Tensor, student_pred: Tensor) -> tuple[int, int]:
         if features.ndim != 4:
             raise ValueError(f"PixelContrastLoss: features must be (B, D, h, w), got {tuple(features.shape)}")
         b, d, h, w = features.shape
@@ -100,11 +102,12 @@ class PixelContrastLoss(nn.Module):
                              f"{(b, h, w)}, got {tuple(student_pred.shape)}")
         if self.bank is not None and d != self.bank.dim:
             raise ValueError(f"PixelContrastLoss: features have {d} channels, the bank stores {self.bank.dim}")
-        if self.bank is not None and update_bank:
-            if teacher_features is None:
-                raise ValueError("PixelContrastLoss: teacher_features are required to fill the memory bank "
-                                 "(or pass update_bank=False)")
-            if teacher_features.shape != features.shape:
-                raise ValueError(f"PixelContrastLoss: teacher_features {tuple(teacher_features.shape)} must "
-                                 f"match features {tuple(features.shape)}")
         return h, w
+
+
+def bank_entries(teacher_features: Tensor, anchors: ClassBalancedSample) -> dict[str, Tensor]:
+    """``ClassMemoryBank.push`` arguments: the (detached) teacher projections (B, D, h, w) at ``anchors``."""
+    if teacher_features.ndim != 4:
+        raise ValueError(f"bank_entries: teacher_features must be (B, D, h, w), got {tuple(teacher_features.shape)}")
+    return {"features": gather_embeddings(teacher_features.detach(), anchors.index), "labels": anchors.labels,
+            "valid": anchors.valid}
