@@ -426,7 +426,7 @@ def _split_top_level(text: str) -> list[str]:
 
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config next to a run (temp file, then rename)."""
-    from pipa_video.data.index import atomic_write_text
+    from pipa_video.atomic import atomic_write_text
 
     plain = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
     atomic_write_text(path, Config(plain).pretty_text)
