@@ -20,11 +20,15 @@ def _get(cfg: Mapping, dotted: str) -> Any:
     return node
 
 
-def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor:
-    """Backbone (random init, or ImageNet weights from ``model.backbone.pretrained``) + decode head."""
+def build_segmentor(model_cfg: Mapping, *, num_classes: int, load_pretrained: bool = True) -> Segmentor:
+    """Backbone (random init, or ImageNet weights from ``model.backbone.pretrained``) + decode head.
+
+    ``load_pretrained=False`` skips the ImageNet weights (a model built to load a checkpoint into:
+    the checkpoint overwrites them, and the file need not exist where the checkpoint is used).
+    """
     backbone = build_backbone(
         _get(model_cfg, "backbone.type"),
-        pretrained=_get(model_cfg, "backbone.pretrained"),
+        pretrained=_get(model_cfg, "backbone.pretrained") if load_pretrained else None,
         drop_path_rate=float(_get(model_cfg, "backbone.drop_path_rate")),
     )
     head = build_decode_head(

@@ -4,11 +4,9 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
-import torch
-
 from pipa_video.data.classes import get_class_set
 from pipa_video.models.build import build_imagenet_backbone, build_segmentor
-from pipa_video.uda.contrast.memory_bank import ClassMemoryBank, all_gather_concat
+from pipa_video.uda.contrast.memory_bank import ClassMemoryBank, Gather
 from pipa_video.uda.contrast.patch import PatchContrastLoss
 from pipa_video.uda.contrast.pixel import PixelContrastLoss
 from pipa_video.uda.contrast.temporal import TemporalContrastLoss
@@ -23,18 +21,18 @@ from pipa_video.uda.teacher import TeacherNorm, ema_horizon_warning
 logger = logging.getLogger(__name__)
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
+def build_contrasts(uda: Mapping, *, num_classes: int, gather: Gather | None = None) -> ContrastLosses:
+    """Contrast modules whose weight is non-zero; a self-training-free run gets only pixel contrast.
 
-
-def build_contrasts(uda: Mapping, *, num_classes: int) -> ContrastLosses:
-    """Contrast modules whose weight is non-zero; a self-training-free run gets only pixel contrast."""
+    ``gather`` concatenates a tensor over ranks along dim 0 (``engine.dist.all_gather_cat``; None in
+    one process): the memory bank gathers every rank's entries before writing them.
+    """
     pixel, patch, temporal = uda["pixel_contrast"], uda["patch_contrast"], uda["temporal_contrast"]
     self_training = Method(uda["method"]) is Method.SELF_TRAINING
     losses = ContrastLosses()
     if pixel["weight"] > 0:
         bank = ClassMemoryBank(num_classes=num_classes, size=pixel["bank_size"], dim=pixel["proj_dim"],
-                               gather=all_gather_concat if _distributed() else None) if pixel["bank_size"] > 0 else None
+                               gather=gather) if pixel["bank_size"] > 0 else None
         losses.pixel = PixelContrastLoss(num_classes=num_classes, tau=pixel["tau"],
                                          anchors_per_class=pixel["anchors_per_class"],
                                          hard_ratio=pixel["hard_ratio"], bank=bank)
@@ -57,11 +55,11 @@ def pixel_term_weight(pixel: Mapping) -> float:
     return float(pixel["weight"]) * pixel["tau"] / pixel["base_tau"]
 
 
-def build_method(cfg: Mapping) -> SelfTrainingMethod:
-    """Student, teacher, losses and settings from a validated config."""
+def build_method(cfg: Mapping, *, gather: Gather | None = None) -> SelfTrainingMethod:
+    """Student, teacher, losses and settings from a validated config; ``gather`` as ``build_contrasts``'s."""
     class_set = get_class_set(cfg["class_set"])
     uda = cfg["uda"]
-    contrasts = build_contrasts(uda, num_classes=class_set.num_classes)
+    contrasts = build_contrasts(uda, num_classes=class_set.num_classes, gather=gather)
     proj_dims = {head: uda[key]["proj_dim"] for head, key, loss in (
         (Head.PIXEL, "pixel_contrast", contrasts.pixel), (Head.PATCH, "patch_contrast", contrasts.patch),
         (Head.TEMPORAL, "temporal_contrast", contrasts.temporal)) if loss is not None}

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 from torch import Tensor, nn
 
+from pipa_video.models.norm import norm_parameters
 from pipa_video.models.projection import ProjectionHead
 from pipa_video.models.segmentor import SegOutput, Segmentor
 
@@ -47,8 +48,7 @@ class StudentNet(nn.Module):
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         """The backbone's normalisation parameters: DAFormer trains them without weight decay."""
-        norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-        return [p for m in self.segmentor.backbone.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)]
+        return norm_parameters(self.segmentor.backbone)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = self.segmentor.param_groups()

@@ -36,7 +36,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    monkeypatch.setattr("torch.save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(_payload(2, 2.0), path)
     assert path.read_bytes() == before
@@ -44,10 +44,10 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_one_checkpoint_error_class_under_every_import_path():
-    from pipa_video.evaluation.runner import CheckpointError as EvalCheckpointError
+    from pipa_video.checkpoint_io import CheckpointError as IOCheckpointError
     from pipa_video.models.checkpoint import CheckpointError as ModelCheckpointError
 
-    assert CheckpointError is EvalCheckpointError is ModelCheckpointError
+    assert CheckpointError is IOCheckpointError is ModelCheckpointError
     assert issubclass(CheckpointError, ValueError)
 
 
@@ -104,7 +104,7 @@ def test_link_falls_back_to_a_copy(tmp_path, monkeypatch):
     def no_links(src, dst):
         raise OSError("hard links not supported")
 
-    monkeypatch.setattr(ckpt.os, "link", no_links)
+    monkeypatch.setattr("pipa_video.atomic.os.link", no_links)
     manager = CheckpointManager(tmp_path, keep=1)
     manager.save_periodic(_payload(2, 2.0), iteration=2)
     assert load_checkpoint(manager.latest_path)["step"] == 2

@@ -5,7 +5,8 @@ from collections import deque
 import pytest
 import torch
 
-from pipa_video.uda.contrast.memory_bank import ClassMemoryBank, all_gather_concat
+from pipa_video.engine.dist import all_gather_cat
+from pipa_video.uda.contrast.memory_bank import ClassMemoryBank
 
 C, M, D = 4, 5, 3
 
@@ -137,9 +138,9 @@ def test_two_ranks_keep_identical_banks():
     assert torch.equal(banks[0].features, single.features) and (banks[0].count > 0).all()
 
 
-def test_all_gather_concat_is_identity_without_a_process_group():
+def test_the_engines_gather_is_identity_without_a_process_group():
     t = torch.randn(3, 2)
-    assert all_gather_concat(t) is t
+    assert all_gather_cat(t) is t
 
 
 def _gloo_worker(rank, world_size, init_file, out_dir):
@@ -147,7 +148,7 @@ def _gloo_worker(rank, world_size, init_file, out_dir):
     torch.set_num_threads(1)  # forked child: keep OpenMP out of the way
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        bank = ClassMemoryBank(num_classes=C, size=M, dim=D, gather=all_gather_concat)
+        bank = ClassMemoryBank(num_classes=C, size=M, dim=D, gather=all_gather_cat)
         for i in range(4):
             features, labels, valid = _random_push(torch.Generator().manual_seed(10 * rank + i), 6)
             bank.push(features=features, labels=labels, valid=valid)
@@ -156,7 +157,7 @@ def _gloo_worker(rank, world_size, init_file, out_dir):
         dist.destroy_process_group()
 
 
-def test_all_gather_concat_keeps_real_ranks_identical(tmp_path):
+def test_the_engines_gather_keeps_real_ranks_identical(tmp_path):
     """Two gloo processes: the real gather makes both banks hold the same entries."""
     import torch.multiprocessing as mp
     # fork, not spawn: the children inherit the imported modules instead of importing torch again.

@@ -12,7 +12,7 @@ projection heads that feed them live in :mod:`pipa_video.models.projection`.
 from pipa_video.uda.contrast.crops import (Correspondence, CropBox, CropPair, apply_crop, crop_size,
                                            overlap_correspondence, sample_crop_pair)
 from pipa_video.uda.contrast.infonce import supervised_infonce
-from pipa_video.uda.contrast.memory_bank import ClassMemoryBank, all_gather_concat
+from pipa_video.uda.contrast.memory_bank import ClassMemoryBank
 from pipa_video.uda.contrast.patch import PatchContrastLoss
 from pipa_video.uda.contrast.pixel import PixelContrastLoss
 from pipa_video.uda.contrast.sampling import (AnchorSample, ClassBalancedSample, downsample_labels,
@@ -21,7 +21,7 @@ from pipa_video.uda.contrast.temporal import TemporalContrastLoss
 
 __all__ = [
     "AnchorSample", "ClassBalancedSample", "ClassMemoryBank", "Correspondence", "CropBox", "CropPair",
-    "PatchContrastLoss", "PixelContrastLoss", "TemporalContrastLoss", "all_gather_concat", "apply_crop",
+    "PatchContrastLoss", "PixelContrastLoss", "TemporalContrastLoss", "apply_crop",
     "crop_size", "downsample_labels", "overlap_correspondence", "sample_class_balanced", "sample_crop_pair",
     "sample_uniform", "supervised_infonce",
 ]

@@ -5,31 +5,19 @@ registered buffers (``features`` (C, M, D), ``ptr`` (C,), ``count`` (C,)), so it
 and is saved in checkpoints. ``push`` appends each class's new entries in arrival order, overwrites the
 oldest once full and, when more than M entries of a class arrive at once, keeps the newest M.
 
-Distributed training: give the bank a ``gather`` callable (e.g. :func:`all_gather_concat`) that
-concatenates a tensor across ranks along dim 0. ``push`` gathers before writing, so every rank writes
-the same entries in the same order and the banks stay identical without any broadcast.
+Distributed training: give the bank a ``gather`` callable that concatenates a tensor across ranks
+along dim 0 (``engine.dist.all_gather_cat``, handed down by ``uda.build.build_method(cfg, gather=...)``).
+``push`` gathers before writing, so every rank writes the same entries in the same order and the
+banks stay identical without any broadcast.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 Gather = Callable[[Tensor], Tensor]
-
-
-def all_gather_concat(tensor: Tensor) -> Tensor:
-    """Concatenate ``tensor`` from every rank along dim 0 (rank order); every rank must pass the same shape.
-
-    Not differentiable (the bank stores detached features). Works with NCCL and Gloo.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)
 
 
 class ClassMemoryBank(nn.Module):
