@@ -140,15 +140,23 @@ SCHEMA: dict = dict(
     ),
     model=dict(
         backbone=dict(
-            type=opt(str, "mit_b5"),  # mit_b0..mit_b5, resnet101
+            # mit_b0..mit_b5, resnet101, or timm:<name> (any timm model with feature extraction; a plain
+            # ViT, DINOv2 included, through ViTDet's simple feature pyramid)
+            type=opt(str, "mit_b5"),
             pretrained=opt(str),  # local path to ImageNet weights (official mit_bX.pth or converted)
             drop_path_rate=opt(float, 0.1, within="[0, 1)"),
+            kwargs=opt(dict, {}),  # timm.create_model keyword arguments of a timm backbone, e.g. dynamic_img_size=True
+            pyramid_channels=opt(int, 256, within="[1, inf)"),  # a plain ViT's pyramid maps (ViTDet: 256)
         ),
         decode_head=dict(
             type=opt(str, "daformer", choices=("daformer", "segformer")),
             channels=opt(int, 256, within="[1, inf)"),
             dropout=opt(float, 0.1, within="[0, 1)"),
+            # every conv's normalisation: batch (DAFormer), syncbatch (over the ranks; CUDA only), group
+            norm=opt(str, "batch", choices=("batch", "syncbatch", "group")),
         ),
+        # the PiPa++ projection heads' normalisation (same choices as decode_head.norm)
+        projection=dict(norm=opt(str, "batch", choices=("batch", "syncbatch", "group"))),
     ),
     uda=dict(
         method=opt(str, "self_training", choices=("source_only", "self_training")),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipa_video.config import ConfigError
 from pipa_video.data.build import build_eval_dataset, build_train_loaders
 from pipa_video.data.classes import get_class_set
 from pipa_video.engine import dist as dist_utils
@@ -59,6 +60,16 @@ def val_evaluator(cfg: Mapping[str, Any], dist: DistInfo) -> EvaluateFn | None:
         return {"mIoU": float(results["sem_seg"]["mIoU"])}
 
     return evaluate_on_val
+
+
+def check_sync_batchnorm(module: nn.Module, dist: DistInfo) -> None:
+    """``syncbatch`` norms need CUDA ranks: PyTorch's SyncBatchNorm refuses CPU tensors under a process group
+    (its forward raises), so a multi-process CPU run is refused here, before training, naming the keys."""
+    if dist.is_distributed and dist.device.type != "cuda" and any(
+            isinstance(m, nn.SyncBatchNorm) for m in module.modules()):
+        raise ConfigError("model.decode_head.norm / model.projection.norm: 'syncbatch' synchronises BatchNorm over "
+                          f"CUDA ranks only, this run has {dist.world_size} {dist.device.type} processes; expected "
+                          "'batch' or 'group' (or run on GPUs)")
 
 
 # --- load_from -----------------------------------------------------------------------------------
@@ -145,6 +156,7 @@ def train(cfg: Mapping[str, Any], *, work_dir: str | os.PathLike, resume: bool |
     setup_console_logging(is_main=dist.is_main)  # before building: build-time warnings reach the console
     seed_everything(cfg["runtime"]["seed"])  # identical initial weights on every rank; the Trainer reseeds per rank
     method = build_method(cfg, gather=dist_utils.all_gather_cat if dist.is_distributed else None)
+    check_sync_batchnorm(method.student, dist)
     if cfg["load_from"]:
         init_from_checkpoint(method, cfg)  # a later --resume overwrites these weights, as it should
     method = method.to(dist.device)

@@ -277,12 +277,17 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, *, prefix: 
     """Load a local checkpoint into a backbone, all keys or none.
 
     The model's ``filter_checkpoint`` (if it has one) maps foreign layouts onto its own keys first.
+    Keys under the model's ``NEW_LAYERS`` prefixes (layers it adds that ImageNet weights lack, e.g. a
+    plain ViT's feature pyramid) keep their fresh initialisation and may not be in the file.
     """
     state = read_state_dict(path, prefix=prefix, allow_pickle=allow_pickle)
     filter_fn = getattr(model, "filter_checkpoint", None)
     if filter_fn is not None:
         state = filter_fn(state)
-    load_state_dict_strict(model, state, source=str(path), target=type(model).__name__)
+    new = tuple(getattr(model, "NEW_LAYERS", ()))
+    expected = {k: v for k, v in model.state_dict().items() if not (new and k.startswith(new))}
+    check_state_dict(expected, state, source=str(path), target=type(model).__name__)
+    model.load_state_dict(state, strict=False)  # check_state_dict has rejected every other difference
     logger.info("loaded %d tensors from %s into %s", len(state), path, type(model).__name__)
 
 

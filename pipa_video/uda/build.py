@@ -64,7 +64,7 @@ def build_method(cfg: Mapping, *, gather: Gather | None = None) -> SelfTrainingM
         (Head.PIXEL, "pixel_contrast", contrasts.pixel), (Head.PATCH, "patch_contrast", contrasts.patch),
         (Head.TEMPORAL, "temporal_contrast", contrasts.temporal)) if loss is not None}
     student = StudentNet(segmentor=build_segmentor(cfg["model"], num_classes=class_set.num_classes),
-                         proj_dims=proj_dims)
+                         proj_dims=proj_dims, norm=cfg["model"]["projection"]["norm"])
     pretrained = cfg["model"]["backbone"]["pretrained"]
     use_fd = uda["fd_weight"] > 0 and pretrained is not None
     feature_distance = FeatureDistanceLoss(

@@ -23,11 +23,11 @@ class Head(str, Enum):
 
 
 class StudentNet(nn.Module):
-    def __init__(self, *, segmentor: Segmentor, proj_dims: Mapping[Head, int]) -> None:
+    def __init__(self, *, segmentor: Segmentor, proj_dims: Mapping[Head, int], norm: str = "batch") -> None:
         super().__init__()
         self.segmentor = segmentor
         self.heads = nn.ModuleDict({
-            Head(name).value: ProjectionHead(in_channels=segmentor.feature_channels, proj_dim=dim)
+            Head(name).value: ProjectionHead(in_channels=segmentor.feature_channels, proj_dim=dim, norm=norm)
             for name, dim in proj_dims.items()
         })
 
