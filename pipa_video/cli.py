@@ -144,6 +144,41 @@ def _add_common(parser: argparse.ArgumentParser, *, checkpoints: bool) -> None:
                                  "from the file: only for files you trust)")
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
+                                       "and temporal consistency of videos, frame folders or photos")
+    _add_common(p, checkpoints=True)
+    _add_config(p, flag=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", help="a video, a photo, a folder of videos, frame folders "
+                   "(<folder>/<sequence>/<frames>) and photos, or an index written by prepare_video.py")
+    p.add_argument("--out", required=True, help="output folder; filled only when the run completes")
+    p.add_argument("--no-frames", action="store_true", help="skip the per-frame colour and train-id PNGs")
+    p.add_argument("--root-images", choices=("photos", "frames"), default="photos",
+                   help="image files directly in --input: separate photos or the frames of one video (default photos)")
+    p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
+    p.add_argument("--format", choices=("cityscapes", "acdc", "dark_zurich"),
+                   help="instead of --input: the files and zip archive this benchmark server accepts, for every "
+                        "frame of --index (default data.test.index); see pipa_video/evaluation/export.py")
+    p.add_argument("--index", help="with --format: the index directory of the split to export (e.g. its test split)")
+    p.set_defaults(func=cmd_predict)
+
+
+def _add_adapt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
+    _add_common(p, checkpoints=True)
+    p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
+                   "set, model, source index and method")
+    p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
+                   "photos, or an index written by data_tools/prepare_video.py")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the checkpoint's "
+                   "schedule); warm-up and EMA rate scale with it")
+    p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="override keys of the adaptation config, e.g. data.source.index=DIR")
+    p.set_defaults(func=cmd_adapt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipa-video", description="Domain adaptive video segmentation with PiPa++",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -184,36 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sequences", type=int, default=None)
     p.set_defaults(func=cmd_tc_report)
 
-    p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
-                                       "and temporal consistency of videos, frame folders or photos")
-    _add_common(p, checkpoints=True)
-    _add_config(p, flag=True)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", help="a video, a photo, a folder of videos, frame folders "
-                   "(<folder>/<sequence>/<frames>) and photos, or an index written by prepare_video.py")
-    p.add_argument("--out", required=True, help="output folder; filled only when the run completes")
-    p.add_argument("--no-frames", action="store_true", help="skip the per-frame colour and train-id PNGs")
-    p.add_argument("--root-images", choices=("photos", "frames"), default="photos",
-                   help="image files directly in --input: separate photos or the frames of one video (default photos)")
-    p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
-    p.add_argument("--format", choices=("cityscapes", "acdc", "dark_zurich"),
-                   help="instead of --input: the files and zip archive this benchmark server accepts, for every "
-                        "frame of --index (default data.test.index); see pipa_video/evaluation/export.py")
-    p.add_argument("--index", help="with --format: the index directory of the split to export (e.g. its test split)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
-    _add_common(p, checkpoints=True)
-    p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
-                   "set, model, source index and method")
-    p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
-                   "photos, or an index written by data_tools/prepare_video.py")
-    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the checkpoint's "
-                   "schedule); warm-up and EMA rate scale with it")
-    p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
-                   help="override keys of the adaptation config, e.g. data.source.index=DIR")
-    p.set_defaults(func=cmd_adapt)
+    _add_predict(sub)
+    _add_adapt(sub)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")
     _add_common(p, checkpoints=False)
