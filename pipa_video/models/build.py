@@ -6,6 +6,7 @@ from typing import Any, Mapping
 from torch import Tensor, nn
 
 from pipa_video.config import ConfigError
+from pipa_video.errors import PipaError
 from pipa_video.models.backbones import build_backbone
 from pipa_video.models.heads import build_decode_head
 from pipa_video.models.segmentor import Segmentor
@@ -54,6 +55,8 @@ def _backbone(model_cfg: Mapping, *, pretrained: str | None, drop_path_rate: flo
             drop_path_rate=float(_get(model_cfg, "backbone.drop_path_rate") if drop_path_rate is None else drop_path_rate),
             kwargs=_get_or(model_cfg, "backbone.kwargs", {}),
             pyramid_channels=int(_get_or(model_cfg, "backbone.pyramid_channels", 256)))
+    except PipaError:
+        raise  # a missing or mismatched weights file keeps its own kind (CheckpointError) and text
     except ValueError as err:  # an unknown name, kwargs for a MiT, a timm model without four strides
         raise ConfigError(f"model.backbone: {err}") from err
 

@@ -109,3 +109,26 @@ def test_link_falls_back_to_a_copy(tmp_path, monkeypatch):
     manager.save_periodic(_payload(2, 2.0), iteration=2)
     assert load_checkpoint(manager.latest_path)["step"] == 2
     assert manager.latest_path.stat().st_ino != manager.iter_path(2).stat().st_ino
+
+
+def test_a_checkpoint_is_run_without_the_imagenet_weights_its_config_names(tmp_path):
+    """eval / predict build the segmentor for a checkpoint: model.backbone.pretrained is never read."""
+    from pipa_video.config import validate
+    from pipa_video.engine.checkpoint import load_segmentor
+    from pipa_video.models import build_segmentor
+
+    model_cfg = {"backbone": {"type": "mit_demo", "pretrained": str(tmp_path / "pretrained" / "mit_b5.pth")},
+                 "decode_head": {"type": "segformer", "channels": 16}}
+    cfg = validate({"class_set": "viper15", "model": model_cfg})
+    torch.manual_seed(1)
+    trained = build_segmentor({**cfg["model"], "backbone": {**cfg["model"]["backbone"], "pretrained": None}},
+                              num_classes=15)
+    path = save_checkpoint({"model": trained.state_dict(), "config": cfg.to_dict(),
+                            "meta": make_meta(class_set="viper15", num_classes=15, iteration=3, selection="last")},
+                           tmp_path / "m.pth")
+    restored = load_segmentor(cfg, path)  # the ImageNet file does not exist
+    for key, value in trained.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[key], value), key
+    assert restored.meta["iteration"] == 3 and restored.path == str(path)
+    with pytest.raises(CheckpointError, match="mit_b5.pth: checkpoint not found"):
+        build_segmentor(cfg["model"], num_classes=15)  # training does read it, and names it

@@ -290,3 +290,17 @@ def test_a_method_without_set_forward_context_cannot_train_with_autocast(tmp_pat
     _trainer(Legacy(init_seed=0), tmp_path / "cpu", iters=2).fit()  # no autocast wanted: it trains
     with pytest.raises(TypeError, match="Legacy has no set_forward_context"):
         _trainer(Legacy(init_seed=0), tmp_path / "amp", iters=2, forward_context=_Recorder()).fit()
+
+
+def test_periodic_validation_reads_with_the_configs_workers(monkeypatch, tmp_path):
+    from pipa_video.engine import build as engine_build
+    from pipa_video.evaluation import runner
+
+    seen = {}
+    monkeypatch.setattr(engine_build, "build_eval_dataset", lambda cfg, split: f"dataset of {split}")
+    monkeypatch.setattr(runner, "run_split", lambda predictor, dataset, settings, comm: seen.update(
+        dataset=dataset, workers=settings.num_workers, device=predictor.device) or {"sem_seg": {"mIoU": 12.5}})
+    cfg = validate({"data": {"val": {"index": str(tmp_path)}, "num_workers": 3}, "runtime": {"device": "cpu"}})
+    evaluate = engine_build.val_evaluator(cfg, DistInfo())
+    assert evaluate(torch.nn.Linear(2, 2)) == {"mIoU": 12.5}
+    assert seen == {"dataset": "dataset of val", "workers": 3, "device": torch.device("cpu")}
