@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from pipa_video.data.index import atomic_write_text
+from pipa_video.atomic import atomic_write_text
 
 
 def sync(device: torch.device) -> None:

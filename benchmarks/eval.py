@@ -27,7 +27,7 @@ from torch import nn
 
 from pipa_video.config import validate
 from pipa_video.data.classes import get_class_set
-from pipa_video.data.index import atomic_write_text
+from pipa_video.atomic import atomic_write_text
 from pipa_video.evaluation.inference import predict_labels
 from pipa_video.evaluation.metrics import SegEvaluator
 from pipa_video.evaluation.temporal import TemporalConsistency

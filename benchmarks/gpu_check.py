@@ -56,10 +56,11 @@ from pipa_video.config import ConfigError, load_config, validate  # noqa: E402
 from pipa_video.data.build import PREFETCH_FACTOR, build_train_loaders  # noqa: E402
 from pipa_video.data.classes import get_class_set  # noqa: E402
 from pipa_video.data.frame_cache import cache_frames  # noqa: E402
-from pipa_video.data.index import atomic_write_text, load_index, write_index  # noqa: E402
+from pipa_video.atomic import atomic_write_text  # noqa: E402
+from pipa_video.data.index import load_index, write_index  # noqa: E402
 from pipa_video.engine.performance import configure_backends  # noqa: E402
 from pipa_video.engine.trainer import move_to_device  # noqa: E402
-from pipa_video.evaluation.runner import Predictor, build_eval_settings  # noqa: E402
+from pipa_video.evaluation.runner import build_eval_settings, make_predictor  # noqa: E402
 from pipa_video.models import build_segmentor  # noqa: E402
 from pipa_video.models.backbones import build_backbone  # noqa: E402
 
@@ -276,7 +277,7 @@ def run_eval(row: EvalRow, ctx: Context) -> dict:
     configure_backends(cfg.runtime)
     num_classes = get_class_set(cfg.class_set).num_classes
     model = build_segmentor(cfg.model, num_classes=num_classes).to(ctx.device).eval()
-    predictor = Predictor(model.inference, settings=build_eval_settings(cfg), device=ctx.device)
+    predictor = make_predictor(model, build_eval_settings(cfg), device=ctx.device)
     w, h = ctx.scale.eval_frame if row.full_input else ctx.scale.eval_input
     img = torch.randn(1, 3, h, w)  # host memory, as the evaluation loader delivers it
     out_size = ctx.scale.eval_frame[::-1]
@@ -284,7 +285,7 @@ def run_eval(row: EvalRow, ctx: Context) -> dict:
 
     def predict():
         with amp:
-            predictor.predict_batch(img, out_size=out_size)
+            predictor.scores(img, out_size).max(dim=1).indices.cpu()  # as Predictor.__call__: arg-max on the host
 
     result = measure(predict, device=ctx.device, scale=ctx.scale, budget=ctx.budget, what=row.name)
     mode = (f"slide {ctx.scale.window[1]}x{ctx.scale.window[0]} / {ctx.scale.stride[1]}" if row.mode == "slide"

@@ -37,12 +37,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from pipa_video.atomic import atomic_write_text
 from pipa_video.config import validate
 from pipa_video.data import io
 from pipa_video.data.build import build_clip_dataset
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.frame_cache import cache_frames
-from pipa_video.data.index import IndexMeta, atomic_write_text, load_index, write_index
+from pipa_video.data.index import IndexMeta, load_index, write_index
 from pipa_video.data.sampling import IterationSampler
 
 CLASS_SET = "cityscapes19"

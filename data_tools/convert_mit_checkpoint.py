@@ -17,7 +17,7 @@ from pathlib import Path
 from pipa_video.errors import run_command
 from pipa_video.models.backbones import MIT_ARCHS, mit_state_shapes
 from pipa_video.models.checkpoint import (BACKBONE_PREFIX, CheckpointError, MiTLayout, check_state_dict,
-                                          mit_checkpoint_filter_fn, read_state_dict, save_checkpoint_atomic,
+                                          mit_checkpoint_filter_fn, read_state_dict, save_checkpoint,
                                           timm_to_mmseg)
 
 OUTPUT_LAYOUTS = (MiTLayout.TIMM.value, MiTLayout.MMSEG.value)
@@ -61,7 +61,7 @@ def convert_mit_checkpoint(src: str | Path, dst: str | Path, *, arch: str = "mit
                    "state_dict": mmseg_state}
     else:
         payload = state
-    return save_checkpoint_atomic(payload, dst)
+    return save_checkpoint(payload, dst)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,10 +97,10 @@ def adapt(*, checkpoint: str | os.PathLike, footage: str | os.PathLike, work_dir
     with ``config`` and ``index``. Errors: ``ConfigError``, ``DatasetError``, ``CheckpointError``."""
     from pipa_video.engine.build import train
     from pipa_video.engine.logger import get_logger, setup_console_logging
-    from pipa_video.evaluation.runner import load_checkpoint
+    from pipa_video.engine.checkpoint import INFERENCE_KEYS, load_checkpoint
 
     work_dir = Path(work_dir)
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, require=INFERENCE_KEYS)
     index_dir = footage_index(footage, work_dir)
     cfg = adapt_config(ckpt["config"], checkpoint=checkpoint, index_dir=index_dir, iters=iters, overrides=overrides)
     check_source_index(cfg, checkpoint=checkpoint)

@@ -1,7 +1,7 @@
 """`pipa-video` command line: parse arguments, then call the library.
 
     pipa-video train CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume [CKPT] | --overwrite]
-    pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test]
+    pipa-video eval CONFIG --checkpoint CKPT [--out DIR] [--protocol davsn|unified] [--split test] [--tc]
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pipa_video.config import ConfigError, DictAction, load_config
 from pipa_video.errors import run_command
-from pipa_video.models.checkpoint import pickle_loading
+from pipa_video.checkpoint_io import pickle_loading
 
 
 def _add_config(parser: argparse.ArgumentParser, *, flag: bool = False) -> None:
@@ -51,6 +51,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore(cfg, checkpoint: str):
+    """The checkpoint's segmentor for ``cfg`` (``engine.checkpoint`` reads and checks it); evaluation runs it."""
+    from pipa_video.engine.checkpoint import load_segmentor
+
+    return load_segmentor(cfg, checkpoint)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pipa_video.engine.performance import configure_backends
     from pipa_video.evaluation.runner import evaluate
@@ -58,7 +65,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.cfg_options)
     configure_backends(cfg["runtime"])  # runtime.tf32, as in training
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
-    evaluate(cfg, checkpoint=args.checkpoint, out_dir=out, protocol=args.protocol, split=args.split)
+    restored = _restore(cfg, args.checkpoint)
+    evaluate(cfg, restored.model, checkpoint=restored.path, meta=restored.meta, out_dir=out, protocol=args.protocol,
+             split=args.split, temporal=args.tc)
     return 0
 
 
@@ -70,7 +79,9 @@ def cmd_tc_report(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.cfg_options)
     source = args.checkpoint or args.predictions
     out = Path(args.out) if args.out else Path(source).parent / f"tc_{args.split}"
-    tc_report(cfg, out_dir=out, checkpoint=args.checkpoint, predictions_dir=args.predictions, split=args.split,
+    restored = _restore(cfg, args.checkpoint) if args.checkpoint else None
+    tc_report(cfg, restored.model if restored else None, out_dir=out, checkpoint=args.checkpoint,
+              meta=restored.meta if restored else None, predictions_dir=args.predictions, split=args.split,
               max_sequences=args.max_sequences)
     return 0
 
@@ -79,18 +90,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipa_video.evaluation.predict import predict
 
     cfg = load_config(args.config, args.cfg_options)
+    if args.format and args.input is not None:
+        raise ConfigError("predict --format exports the frames of --index (or data.test.index); drop --input")
+    if not args.format and args.input is None:
+        raise ConfigError("predict needs --input FOOTAGE, or --format to export a split for a benchmark server")
+    restored = _restore(cfg, args.checkpoint)
+    source = dict(checkpoint=restored.path, meta=restored.meta)
     if args.format:  # benchmark-server files of a whole split, read through its index
         from pipa_video.evaluation.export import export_for_server
 
-        if args.input is not None:
-            raise ConfigError("predict --format exports the frames of --index (or data.test.index); drop --input")
-
-        export_for_server(cfg, checkpoint=args.checkpoint, fmt=args.format, out_dir=args.out, index_dir=args.index)
+        export_for_server(cfg, restored.model, fmt=args.format, out_dir=args.out, index_dir=args.index, **source)
         return 0
-    if args.input is None:
-        raise ConfigError("predict needs --input FOOTAGE, or --format to export a split for a benchmark server")
-    predict(cfg, checkpoint=args.checkpoint, input_path=args.input, out_dir=args.out, frames=not args.no_frames,
-            root_images=args.root_images, fps=args.fps)
+    predict(cfg, restored.model, input_path=args.input, out_dir=args.out, frames=not args.no_frames,
+            root_images=args.root_images, fps=args.fps, **source)
     return 0
 
 
@@ -146,6 +158,41 @@ def _add_common(parser: argparse.ArgumentParser, *, checkpoints: bool) -> None:
                                  "from the file: only for files you trust)")
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
+                                       "and temporal consistency of videos, frame folders or photos")
+    _add_common(p, checkpoints=True)
+    _add_config(p, flag=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", help="a video, a photo, a folder of videos, frame folders "
+                   "(<folder>/<sequence>/<frames>) and photos, or an index written by prepare_video.py")
+    p.add_argument("--out", required=True, help="output folder; filled only when the run completes")
+    p.add_argument("--no-frames", action="store_true", help="skip the per-frame colour and train-id PNGs")
+    p.add_argument("--root-images", choices=("photos", "frames"), default="photos",
+                   help="image files directly in --input: separate photos or the frames of one video (default photos)")
+    p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
+    p.add_argument("--format", choices=("cityscapes", "acdc", "dark_zurich"),
+                   help="instead of --input: the files and zip archive this benchmark server accepts, for every "
+                        "frame of --index (default data.test.index); see pipa_video/evaluation/export.py")
+    p.add_argument("--index", help="with --format: the index directory of the split to export (e.g. its test split)")
+    p.set_defaults(func=cmd_predict)
+
+
+def _add_adapt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
+    _add_common(p, checkpoints=True)
+    p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
+                   "set, model, source index and method")
+    p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
+                   "photos, or an index written by data_tools/prepare_video.py")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the checkpoint's "
+                   "schedule); warm-up and EMA rate scale with it")
+    p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="override keys of the adaptation config, e.g. data.source.index=DIR")
+    p.set_defaults(func=cmd_adapt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipa-video", description="Domain adaptive video segmentation with PiPa++",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -171,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("davsn", "unified"), help="default: evaluation.protocol of the config")
     p.add_argument("--split", default="test", choices=("val", "test"),
                    help="data.test is the reported split, data.val the held-out selection split (default test)")
+    p.add_argument("--tc", action="store_true",
+                   help="also temporal consistency over every frame of each sequence, in the same pass (tc_* files)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tc-report", help="temporal consistency report over every frame of a split's sequences")
@@ -184,36 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sequences", type=int, default=None)
     p.set_defaults(func=cmd_tc_report)
 
-    p = sub.add_parser("predict", help="overlay videos (H.264, with a class legend), colour and train-id PNGs "
-                                       "and temporal consistency of videos, frame folders or photos")
-    _add_common(p, checkpoints=True)
-    _add_config(p, flag=True)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", help="a video, a photo, a folder of videos, frame folders "
-                   "(<folder>/<sequence>/<frames>) and photos, or an index written by prepare_video.py")
-    p.add_argument("--out", required=True, help="output folder; filled only when the run completes")
-    p.add_argument("--no-frames", action="store_true", help="skip the per-frame colour and train-id PNGs")
-    p.add_argument("--root-images", choices=("photos", "frames"), default="photos",
-                   help="image files directly in --input: separate photos or the frames of one video (default photos)")
-    p.add_argument("--fps", type=float, default=None, help="overlay video rate (default: the video's, 10 for frames)")
-    p.add_argument("--format", choices=("cityscapes", "acdc", "dark_zurich"),
-                   help="instead of --input: the files and zip archive this benchmark server accepts, for every "
-                        "frame of --index (default data.test.index); see pipa_video/evaluation/export.py")
-    p.add_argument("--index", help="with --format: the index directory of the split to export (e.g. its test split)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("adapt", help="adapt a trained checkpoint to your own footage (videos, frame folders, photos)")
-    _add_common(p, checkpoints=True)
-    p.add_argument("--checkpoint", required=True, help="a pipa-video checkpoint; its saved config gives the class "
-                   "set, model, source index and method")
-    p.add_argument("--footage", required=True, help="a video, a photo, a folder of videos, frame folders and "
-                   "photos, or an index written by data_tools/prepare_video.py")
-    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the checkpoint's "
-                   "schedule); warm-up and EMA rate scale with it")
-    p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
-                   help="override keys of the adaptation config, e.g. data.source.index=DIR")
-    p.set_defaults(func=cmd_adapt)
+    _add_predict(sub)
+    _add_adapt(sub)
 
     p = sub.add_parser("demo", help="source-only vs self-training vs PiPa++ on the synthetic benchmark (CPU)")
     _add_common(p, checkpoints=False)

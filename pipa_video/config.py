@@ -147,9 +147,13 @@ SCHEMA: dict = dict(
         # (a half-resolution context crop, a full-resolution detail crop, a learned scale attention).
         type=opt(str, "encoder_decoder", choices=("encoder_decoder", "hrda")),
         backbone=dict(
-            type=opt(str, "mit_b5"),  # mit_b0..mit_b5, resnet101
+            # mit_b0..mit_b5, resnet101, or timm:<name> (any timm model with feature extraction; a plain
+            # ViT, DINOv2 included, through ViTDet's simple feature pyramid)
+            type=opt(str, "mit_b5"),
             pretrained=opt(str),  # local path to ImageNet weights (official mit_bX.pth or converted)
             drop_path_rate=opt(float, 0.1, within="[0, 1)"),
+            kwargs=opt(dict, {}),  # timm.create_model keyword arguments of a timm backbone, e.g. dynamic_img_size=True
+            pyramid_channels=opt(int, 256, within="[1, inf)"),  # a plain ViT's pyramid maps (ViTDet: 256)
         ),
         decode_head=dict(
             type=opt(str, "daformer", choices=("daformer", "segformer")),
@@ -158,6 +162,8 @@ SCHEMA: dict = dict(
             # Convolutions on channels-last (NHWC) tensors, 1x1 convs as matmuls: same outputs, faster
             # with cuDNN/bf16 and oneDNN. False keeps the NCHW convolutions (benchmarks compare both).
             channels_last=opt(bool, True),
+            # every conv's normalisation: batch (DAFormer), syncbatch (over the ranks; CUDA only), group
+            norm=opt(str, "batch", choices=("batch", "syncbatch", "group")),
         ),
         # Read when model.type='hrda'; defaults are lhoyer/HRDA configs/hrda/gtaHR2csHR_hrda.py's.
         hrda=dict(
@@ -170,6 +176,8 @@ SCHEMA: dict = dict(
             test_stride=size_opt(default=(512, 512), within="[1, inf)"),  # test_cfg stride (h, w)
             detail_loss_weight=opt(float, 0.1, within="[0, 1)"),  # hr_loss_weight (lambda_d)
         ),
+        # the PiPa++ projection heads' normalisation (same choices as decode_head.norm)
+        projection=dict(norm=opt(str, "batch", choices=("batch", "syncbatch", "group"))),
     ),
     uda=dict(
         method=opt(str, "self_training", choices=("source_only", "self_training")),
@@ -384,15 +392,6 @@ def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
     return out
 
 
-def size_wh(value: Any, *, key: str) -> tuple[int, int] | None:
-    """None, or ``value`` as two positive ints (w, h); a ConfigError naming ``key`` otherwise."""
-    if value is None:
-        return None
-    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise ConfigError(f"{key}: expected two positive ints (w, h) or None, got {value!r}")
-    return int(value[0]), int(value[1])
-
-
 def _to_plain(node: Any) -> Any:
     if isinstance(node, Mapping):
         return {k: _to_plain(v) for k, v in node.items()}
@@ -489,7 +488,7 @@ def _split_top_level(text: str) -> list[str]:
 
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config next to a run (temp file, then rename)."""
-    from pipa_video.data.index import atomic_write_text
+    from pipa_video.atomic import atomic_write_text
 
     plain = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
     atomic_write_text(path, Config(plain).pretty_text)

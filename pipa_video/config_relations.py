@@ -53,17 +53,11 @@ def _check_clip_section(section: dict, key: str) -> None:
                           f"got {list(offsets)}")
 
 
-def source_sections(data: dict) -> list[tuple[str, dict]]:
-    """(key, section) of every source a run trains on: the ``data.sources`` entries, else ``data.source``."""
-    if data["sources"]:
-        return [(f"data.sources[{i}]", section) for i, section in enumerate(data["sources"])]
-    return [("data.source", data["source"])]
-
-
 def _check_sources(data: dict) -> None:
     """Frames of several sources share a batch: each names its index, all have one crop size and clip length."""
     if not data["sources"]:
         return
+    from pipa_video.data.multisource import source_sections
     first_key, first = source_sections(data)[0]
     for key, section in source_sections(data):
         _check_clip_section(section, key)
@@ -88,6 +82,8 @@ def _check_mixing(cfg: dict) -> None:
     if data["source_batch_size"] != data["target_batch_size"]:
         raise ConfigError(f"data.target_batch_size: expected data.source_batch_size={data['source_batch_size']} "
                           f"(ClassMix pairs source and target images), got {data['target_batch_size']}")
+    from pipa_video.data.multisource import source_sections
+
     source_key, source_section = source_sections(data)[0]  # several sources share one crop size
     source, target = source_section["crop_size"], data["target"]["crop_size"]
     if source is not None and target is not None and tuple(source) != tuple(target):

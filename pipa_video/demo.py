@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipa_video.config import load_config
-from pipa_video.data.index import atomic_write_bytes, atomic_write_text, load_index
+from pipa_video.atomic import atomic_write_bytes, atomic_write_text
+from pipa_video.data.index import load_index
 from pipa_video.evaluation.stats import mean_std, paired_difference
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "demo"
@@ -109,15 +110,17 @@ def _selected_checkpoint(run_dir: Path) -> Path:
 
 
 def run_method(method: DemoMethod, cfg, run_dir: Path) -> dict[str, Any]:
+    """Train, then evaluate the selected checkpoint on the report split: mIoU and temporal consistency in
+    one pass of the inference loop (reports under ``eval_test/``)."""
     from pipa_video.engine.build import train
-    from pipa_video.evaluation.runner import evaluate, tc_report
+    from pipa_video.engine.checkpoint import load_segmentor
+    from pipa_video.evaluation.runner import evaluate
 
     summary = train(cfg, work_dir=run_dir, overwrite=True)  # the demo's work dir is its own: a re-run replaces it
-    checkpoint = _selected_checkpoint(run_dir)
-    ev = evaluate(cfg, checkpoint=str(checkpoint), out_dir=run_dir / f"eval_{REPORT_SPLIT}", split=REPORT_SPLIT,
-                  progress=False)
-    tc = tc_report(cfg, out_dir=run_dir / f"tc_{REPORT_SPLIT}", checkpoint=str(checkpoint), split=REPORT_SPLIT,
-                   progress=False)
+    restored = load_segmentor(cfg, _selected_checkpoint(run_dir))
+    ev = evaluate(cfg, restored.model, checkpoint=restored.path, meta=restored.meta,
+                  out_dir=run_dir / f"eval_{REPORT_SPLIT}", split=REPORT_SPLIT, temporal=True, progress=False)
+    checkpoint, tc = restored.path, ev["temporal"]
     per_class = {row["name"]: row["IoU"] for row in ev["per_class"] if row["evaluated"]}
     return {
         "config": str(CONFIG_DIR / method.config),
@@ -146,7 +149,11 @@ def overlay_video(cfg, checkpoint: Path, index_dir: Path, out_dir: Path) -> Path
         link = frames_dir / f"{n:06d}.png"
         if not link.exists():
             os.symlink(index.image_path(row).resolve(), link)
-    result = predict(cfg, checkpoint=str(checkpoint), input_path=frames_dir, out_dir=out_dir, root_images="frames")
+    from pipa_video.engine.checkpoint import load_segmentor
+
+    restored = load_segmentor(cfg, checkpoint)
+    result = predict(cfg, restored.model, checkpoint=restored.path, meta=restored.meta, input_path=frames_dir,
+                     out_dir=out_dir, root_images="frames")
     return Path(result["files"]["overlays"][0])  # the overlay video itself
 
 

@@ -3,7 +3,8 @@
 ``build_clip_dataset(cfg, domain)`` -> ClipDataset for ``data.<domain>``;
 ``build_train_loaders(cfg, start_iter=...)`` -> infinite iterators of collated source/target batches
 (the source from ``data.source``, or from every ``data.sources`` entry: ``data.multisource``);
-``build_eval_dataset(cfg, split)`` -> labelled one-frame clips, image resized, labels at full size.
+``build_eval_dataset(cfg, split)`` -> labelled one-frame clips, image resized, labels at full size;
+``load_domain_index(cfg, domain)`` -> the index of ``data.<domain>`` (every reader's one path to it).
 """
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ import cv2
 import torch
 from torch.utils.data import DataLoader
 
-from pipa_video.config_relations import source_sections
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.clips import Boundary, ClipDataset, KeyFrames
 from pipa_video.data.frame_cache import check_not_cached
 from pipa_video.data.index import DatasetError, FrameIndex, load_index
 from pipa_video.data.multisource import (MultiSourceDataset, check_annotated, check_reported_classes,
-                                         source_annotated_ids)
+                                         source_annotated_ids, source_sections)
 from pipa_video.data.sampling import IterationSampler, MultiSourceSampler, RareClassSampler, SourceKeys
 from pipa_video.data.transforms import (ClipOp, ClipTransform, EvalTransform, FrameCrop, Normalize,
                                         PhotoMetricDistortion, RandomCrop, RandomFlip,
@@ -96,18 +96,23 @@ def build_clip_transform(section: Mapping, *, mean, std, key: str) -> ClipTransf
                          pseudo_margins=_borders(section.get("pseudo_margins"), f"{key}.pseudo_margins"))
 
 
-def _load_domain_index(cfg: Mapping, domain: Domain) -> FrameIndex:
+def load_domain_index(cfg: Mapping, domain: str | Domain) -> FrameIndex:
+    """The frame index of ``data.<domain>``: the one path from a config to an index (training, validation,
+    ``eval``, ``tc-report``, ``predict --format``). Errors name the key; the index's class set must be the
+    config's (``check_index_class_set``)."""
+    domain = _domain(domain)
     section = cfg["data"][domain.value]
     key = f"data.{domain.value}.index"
     if section["index"] is None:
         raise DatasetError(f"{key} is not set: point it at an index directory written by "
-                           f"data_tools/prepare_<dataset>.py")
+                           f"data_tools/prepare_<dataset>.py (or pass --cfg-options {key}=DIR)")
     if not Path(section["index"]).is_dir():
         raise DatasetError(f"{key} = {section['index']!r}: no such directory (an index directory "
                            f"holds index.csv and meta.json)")
     index = load_index(section["index"], root=section["root"])
     check_index_class_set(index, cfg, key=key)
     return index
+
 
 
 def check_index_class_set(index: FrameIndex, cfg: Mapping, *, key: str) -> None:
@@ -134,7 +139,7 @@ def _dataset_name(index: FrameIndex) -> str:
 def build_clip_dataset(cfg: Mapping, domain: str) -> ClipDataset:
     """The ClipDataset of ``data.<domain>`` with its training transform."""
     domain = _domain(domain)
-    index = _load_domain_index(cfg, domain)
+    index = load_domain_index(cfg, domain)
     section = cfg["data"][domain.value]
     transform = build_clip_transform(section, mean=cfg["data"]["mean"], std=cfg["data"]["std"],
                                      key=f"data.{domain.value}")
@@ -153,18 +158,29 @@ def _class_crop_min_pixels(section: Mapping, domain: Domain) -> float:
     return float(rcs["min_pixels"]) * float(rcs["min_crop_ratio"])
 
 
-def build_eval_dataset(cfg: Mapping, split: str = "val") -> ClipDataset:
-    """Labelled frames of ``data.<split>`` as one-frame clips; image resized to ``evaluation.resize``
-    (when set), labels at their original resolution."""
+def build_eval_dataset(cfg: Mapping, split: str = "val", *, all_frames: bool = False,
+                       keep_frames: bool = False) -> ClipDataset:
+    """One-frame clips of ``data.<split>``: its labelled frames (``all_frames``: every frame, in sequence
+    order), image resized to ``evaluation.resize`` (when set), labels at their original resolution;
+    ``keep_frames`` adds the frames as read (``rgb``)."""
     domain = _domain(split)
     if domain not in EVAL_SPLITS:
         raise ValueError(f"evaluation split must be one of {[d.value for d in EVAL_SPLITS]}, got {split!r}")
-    index = _load_domain_index(cfg, domain)
-    check_not_cached(index, key=f"data.{domain.value}.index")
-    transform = EvalTransform(resize=_pair(cfg["evaluation"]["resize"], "evaluation.resize"),
-                              normalize=Normalize(mean=tuple(cfg["data"]["mean"]), std=tuple(cfg["data"]["std"])))
-    return ClipDataset(index=index, offsets=[], keys=KeyFrames.LABELLED, boundary=Boundary.CLAMP,
-                       transform=transform, name=_dataset_name(index))
+    index = load_domain_index(cfg, domain)
+    check_not_cached(index, key=f"data.{domain.value}.index")  # evaluation scores full-resolution labels
+    return inference_dataset(index, resize=_pair(cfg["evaluation"]["resize"], "evaluation.resize"), mean=cfg["data"]["mean"],
+                             std=cfg["data"]["std"], all_frames=all_frames, keep_frames=keep_frames)
+
+
+def inference_dataset(index: FrameIndex, *, resize: tuple[int, int] | None, mean, std, all_frames: bool = True,
+                      keep_frames: bool = False) -> ClipDataset:
+    """One-frame clips of any index (a split, a footage index built in memory) for inference: labelled
+    frames only, or ``all_frames`` in (sequence, frame) order; frames resized to ``resize`` = (w, h)."""
+    transform = EvalTransform(resize=resize, normalize=Normalize(mean=tuple(mean), std=tuple(std)),
+                              keep_frames=keep_frames)
+    keys = KeyFrames.ALL if all_frames else KeyFrames.LABELLED
+    return ClipDataset(index=index, offsets=[], keys=keys, boundary=Boundary.CLAMP, transform=transform,
+                       name=_dataset_name(index))
 
 
 def worker_init(worker_id: int) -> None:

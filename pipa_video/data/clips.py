@@ -22,7 +22,8 @@ A sample is the clip contract: ``img`` (T, 3, H, W) float32 normalised, ``label`
 crop larger than the rescaled frame adds: padding is never a pseudo-label nor a contrast sample),
 ``pseudo_valid`` (H, W) bool (key frame; False inside the crop-aware pseudo-label margins and on padding),
 ``has_label`` (T,) bool and ``meta`` (dataset, sequence, and per frame its frame number and nominal
-offset, the key's 0 first; ``frames`` shows any clamping). ``dataset[i]`` draws its
+offset, the key's 0 first; ``frames`` shows any clamping); with an ``EvalTransform(keep_frames=True)``
+also ``rgb`` (T, H, W, 3) uint8, the frames as read. ``dataset[i]`` draws its
 randomness from fresh entropy; ``dataset[(i, seed)]`` from ``np.random.default_rng(seed)``, which is
 how samplers make resumed runs and DataLoader workers deterministic. ``dataset[(i, seed, c)]`` comes
 from rare-class sampling, which drew class ``c``: with ``class_crop_min_pixels`` set, the crop is
@@ -200,7 +201,7 @@ class ClipDataset(torch.utils.data.Dataset):
                   for t, row in enumerate(rows)]
         out = self.transform.apply(frames, labels, np.random.default_rng(seed), require=self._requirement(class_id))
         table = self.index.frames
-        return {
+        sample = {
             "img": out.img,
             "label": out.label,
             "valid": out.valid,
@@ -213,6 +214,9 @@ class ClipDataset(torch.utils.data.Dataset):
                 "offsets": [0, *self.offsets],  # nominal; ``frames`` holds the (clamped) frames read
             },
         }
+        if out.rgb is not None:
+            sample["rgb"] = out.rgb  # (T, H, W, 3) uint8 as read, when the transform keeps them
+        return sample
 
     def key_frame_table(self) -> pd.DataFrame:
         """The index rows of the key frames, in dataset order (what samplers weigh)."""

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipa_video.data import io as data_io
 from pipa_video.data.index import (BASE_COLUMNS, EXTRACTED, FRAME_FILE, INDEX_FILE, RANDOM_ACCESS, DatasetError,
-                                   IndexMeta, write_index)
+                                   FrameIndex, IndexMeta, frame_index, write_index)
 from pipa_video.data.sources.base import absolute, image_size, list_files, natural_key, rel
 from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pipa_video.data.video_probe import VideoProbe, iter_frames, probe_video
@@ -116,10 +116,10 @@ def extract_frames(video: Path, out_dir: Path, *, frames: range) -> None:
 
     wanted = set(frames)
     for number, rgb in enumerate(iter_frames(video)):
-        if number > frames[-1]:
-            break
         if number in wanted:
             data_io.write_png(out_dir / FRAME_FILE.format(frame=number), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if number >= frames[-1]:
+            break  # before decoding further: a cut or corrupt video cannot decode past its indexed frames
 
 
 def _video_rows(item: Item, name: str, *, data_root: Path, out_dir: Path, frame_step: int,
@@ -128,10 +128,13 @@ def _video_rows(item: Item, name: str, *, data_root: Path, out_dir: Path, frame_
     for message in probe.warnings():
         warnings.warn(message, FootageWarning, stacklevel=2)
     numbers = range(0, probe.frames, frame_step)
-    record = dict(sequence=name, reading=RANDOM_ACCESS if probe.random_access_exact else EXTRACTED,
+    # A video that stops decoding is read from extracted frames too: decord's threaded reader can raise the
+    # decoder's error frames before the cut (video_probe), wherever the sampled reads happened to succeed.
+    exact = probe.random_access_exact and not probe.decode_error
+    record = dict(sequence=name, reading=RANDOM_ACCESS if exact else EXTRACTED,
                   frames=probe.frames, decoder_frames=probe.decoder_frames, fps=probe.fps,
                   header_fps=probe.stream.header_fps, frame_step=frame_step)
-    if not probe.random_access_exact:
+    if not exact:
         record["frames_dir"] = f"{FRAMES_DIR}/{name}"
         if not quiet:
             print(f"extracting {len(numbers)} frames of {item.path} to {out_dir / record['frames_dir']}", flush=True)
@@ -151,6 +154,47 @@ def _rows(item: Item, name: str, *, data_root: Path, verify: bool) -> list[dict]
     return [dict(sequence=name, frame=i, image=rel(p, data_root)) for i, p in enumerate(item.frames)]
 
 
+@dataclass(frozen=True)
+class Footage:
+    """Footage indexed in memory: the index, and per sequence what it came from (video, frames, photo)."""
+
+    index: FrameIndex
+    items: tuple[Item, ...]
+    names: tuple[str, ...]  # each item's sequence name
+
+    def kind(self, sequence: str) -> Kind:
+        return self.items[self.names.index(sequence)].kind
+
+
+def index_footage(root: str | Path, work_dir: str | Path, *, frame_step: int = 1,
+                  root_images: RootImages | str = RootImages.PHOTOS, verify_images: bool = False,
+                  quiet: bool = True) -> Footage:
+    """Probe and index the footage under ``root`` in memory (nothing written but the frames of videos
+    whose random access is not exact, extracted under ``work_dir/frames``, the index's directory).
+
+    What ``prepare_footage`` writes and what ``pipa-video predict`` reads a raw input through. Raises
+    ``DatasetError`` naming the file for unreadable input.
+    """
+    if frame_step < 1:
+        raise DatasetError(f"--frame-step must be >= 1, got {frame_step}")
+    root, work_dir = absolute(root), absolute(work_dir)
+    items = find_footage(root, root_images=RootImages(root_images))
+    data_root = root if root.is_dir() else root.parent
+    names = sequence_names(items, data_root)
+    rows, videos = [], {}
+    for item, name in zip(items, names):
+        if item.kind is Kind.VIDEO:
+            item_rows, record = _video_rows(item, name, data_root=data_root, out_dir=work_dir,
+                                            frame_step=frame_step, quiet=quiet)
+            videos[item_rows[0]["image"]] = record
+        else:
+            item_rows = _rows(item, name, data_root=data_root, verify=verify_images)
+        rows += item_rows
+    table = pd.DataFrame(rows).assign(label="", labelled=False)[list(BASE_COLUMNS)]
+    meta = IndexMeta(layout=LAYOUT, root=str(data_root), class_set=None, videos=videos)
+    return Footage(frame_index(table, meta, work_dir), tuple(items), tuple(names))
+
+
 def prepare_footage(root: str | Path, out_dir: str | Path, *, frame_step: int = 1,
                     root_images: RootImages | str = RootImages.PHOTOS, verify_images: bool = False,
                     quiet: bool = False) -> Path:
@@ -159,24 +203,13 @@ def prepare_footage(root: str | Path, out_dir: str | Path, *, frame_step: int = 
     ``frame_step=k`` indexes video frames 0, k, 2k, ... (clip offsets must then be multiples of k).
     Raises ``DatasetError`` naming the file for unreadable input. Returns ``out_dir``.
     """
-    if frame_step < 1:
-        raise DatasetError(f"--frame-step must be >= 1, got {frame_step}")
-    root, out_dir = absolute(root), absolute(out_dir)
-    items = find_footage(root, root_images=RootImages(root_images))
-    data_root = root if root.is_dir() else root.parent
-    rows, videos = [], {}
-    for item, name in zip(items, sequence_names(items, data_root)):
-        if item.kind is Kind.VIDEO:
-            item_rows, record = _video_rows(item, name, data_root=data_root, out_dir=out_dir,
-                                            frame_step=frame_step, quiet=quiet)
-            videos[item_rows[0]["image"]] = record
-        else:
-            item_rows = _rows(item, name, data_root=data_root, verify=verify_images)
-        rows += item_rows
-    table = pd.DataFrame(rows).assign(label="", labelled=False)[list(BASE_COLUMNS)]
-    write_index(out_dir, table, IndexMeta(layout=LAYOUT, root=str(data_root), class_set=None, videos=videos))
+    out_dir = absolute(out_dir)
+    footage = index_footage(root, out_dir, frame_step=frame_step, root_images=root_images,
+                            verify_images=verify_images, quiet=quiet)
+    write_index(out_dir, footage.index.frames, footage.index.meta)
     if not quiet:
-        print(summary_text(items, table, videos, header=f"prepared footage {root} -> {out_dir / INDEX_FILE}"))
+        print(summary_text(list(footage.items), footage.index.frames, footage.index.meta.videos,
+                           header=f"prepared footage {absolute(root)} -> {out_dir / INDEX_FILE}"))
     return out_dir
 
 

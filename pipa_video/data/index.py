@@ -23,20 +23,16 @@ index directory and empty for unlabelled frames. Training never re-scans a datas
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
+from pipa_video.atomic import atomic_write_text
 from pipa_video.data.classes import ClassSet, get_class_set
-from pipa_video.errors import DatasetError, writing  # noqa: F401  (DatasetError: re-exported, the data layer's error)
+from pipa_video.errors import DatasetError  # noqa: F401  (re-exported, the data layer's error)
 
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
@@ -61,96 +57,6 @@ class IndexMeta:
     videos: dict[str, dict] = field(default_factory=dict)  # per video file: reading, frames, fps
     gaps: dict[str, list[list[int]]] = field(default_factory=dict)  # sequence -> missing [first, last] runs
     cache: dict | None = None  # a training frame cache: size, resampling, original root and sizes
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """The mode ``open()`` gives a new file (0644 under the usual umask 022); mkstemp gives 0600."""
-    return 0o666 & ~current_umask()
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temp path beside ``path`` with the same suffix (writers pick the format from it), given the
-    mode ``open()`` would give and renamed onto ``path`` when the block succeeds; removed otherwise."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder, then rename."""
-    path = Path(path)
-    with writing(path):  # disk full, read-only, permission: WriteError naming ``path``
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, file_mode())  # mkstemp creates 0600; give the mode open() would
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Make the directory ``new`` take ``target``'s place, then delete what was there.
-
-    Both must be on one file system. On Linux the two are exchanged in one step (``renameat2`` with
-    ``RENAME_EXCHANGE``), so ``target`` is never missing and an interrupted call leaves the old or
-    the new directory there, never neither; elsewhere the old one is renamed aside first.
-    """
-    new, target = Path(new), Path(target)
-    with writing(target):
-        if not target.exists():
-            os.rename(new, target)
-        elif _exchange(new, target):
-            shutil.rmtree(new)  # now the old directory
-        else:
-            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.rename(target, aside / target.name)
-            os.rename(new, target)
-            shutil.rmtree(aside)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where not supported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder (fsynced), then rename; file mode ``mode``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_index(out_dir: str | os.PathLike, frames: pd.DataFrame, meta: IndexMeta) -> Path:
@@ -224,7 +130,16 @@ def load_index(index_dir: str | os.PathLike, *, root: str | os.PathLike | None =
         meta.root = str(root)
     frames = pd.read_csv(index_dir / INDEX_FILE, keep_default_na=False,
                          dtype={"sequence": str, "image": str, "label": str, CONDITION_COLUMN: str})
-    check_index_columns(frames, _class_set(meta.class_set), where=str(index_dir / INDEX_FILE))
+    return frame_index(frames, meta, index_dir, where=str(index_dir / INDEX_FILE))
+
+
+def frame_index(frames: pd.DataFrame, meta: IndexMeta, index_dir: str | os.PathLike, *,
+                where: str | None = None) -> FrameIndex:
+    """A ``FrameIndex`` from a frame table, exactly as ``load_index`` gives it: columns checked,
+    ``labelled`` boolean, rows sorted by (sequence, frame). Also how an index is built in memory (footage
+    given to ``predict``); ``index_dir`` is where its relative paths (labels, extracted frames) live."""
+    check_index_columns(frames, _class_set(meta.class_set), where=where or str(index_dir))
+    frames = frames.copy()
     frames["labelled"] = frames["labelled"].astype(bool)
     frames = frames.sort_values(["sequence", "frame"], kind="stable").reset_index(drop=True)
-    return FrameIndex(frames=frames, meta=meta, index_dir=index_dir)
+    return FrameIndex(frames=frames, meta=meta, index_dir=Path(index_dir))

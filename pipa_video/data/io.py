@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipa_video.atomic import atomic_write_bytes
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources.layouts import VIDEO_EXTENSIONS
 
@@ -105,13 +106,10 @@ def read_train_ids(path: str | os.PathLike) -> np.ndarray:
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a PNG via a temp file then rename, so a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(".png", array)
     if not ok:
         raise DatasetError(f"cannot encode {path} as PNG (shape {array.shape}, dtype {array.dtype})")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 class VideoFrameReader:

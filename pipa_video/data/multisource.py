@@ -27,6 +27,14 @@ from pipa_video.data.index import DatasetError, FrameIndex
 from pipa_video.data.sources import LAYOUTS
 
 
+def source_sections(data: dict) -> list[tuple[str, dict]]:
+    """(key, section) of every source a run trains on: the ``data.sources`` entries, else ``data.source``."""
+    if data["sources"]:
+        return [(f"data.sources[{i}]", section) for i, section in enumerate(data["sources"])]
+    return [("data.source", data["source"])]
+
+
+
 def source_annotated_ids(index: FrameIndex, class_set: ClassSet) -> tuple[int, ...]:
     """Sorted train ids of ``class_set`` that the labels of ``index`` annotate.
 

@@ -16,7 +16,7 @@ both
 7. print a summary: sequences, frames, labelled frames and the class histogram.
 
 Steps 3-6 write into a new folder next to DIR (``.DIR.prepare-<random>``), which then replaces DIR
-in one step (``index.replace_dir``): an interrupted or failed re-run leaves the previous index whole,
+in one step (``atomic.replace_dir``): an interrupted or failed re-run leaves the previous index whole,
 and a killed run's folder is removed by the next run. DIR must be new, empty or an index.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,13 +34,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipa_video.atomic import new_dir_beside, replace_dir
 from pipa_video.data import io as data_io
 from pipa_video.data.classes import (
     CLASS_SETS, IGNORE_INDEX, ClassSet, Rider, get_class_set, known_ids, label_lut,
 )
 from pipa_video.data.frame_cache import FRAMES_DIR, cache_frames, parse_size
 from pipa_video.data.index import (CONDITION_COLUMN, INDEX_FILE, LABEL_DIR, META_FILE, DatasetError, IndexMeta,
-                                   current_umask, replace_dir, write_index)
+                                   write_index)
 from pipa_video.data.sources import Layout, SizeMismatch, get_layout
 from pipa_video.data.sources.base import SPLIT_OPTION, absolute, image_size
 from pipa_video.errors import run_command, writing
@@ -246,9 +246,7 @@ def staging_dir(out_dir: Path) -> Path:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         for stale in out_dir.parent.glob(prefix + "*"):
             shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=prefix))
-        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; share it as a plain mkdir would
-    return staging
+        return new_dir_beside(out_dir, tag=".prepare-")
 
 
 def resolve_class_set(layout: Layout, class_set: ClassSet | str | None) -> ClassSet:

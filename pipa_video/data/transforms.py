@@ -364,6 +364,7 @@ class ClipTensors:
     label: torch.Tensor  # (T, H, W) int64, 255 where unknown or padded
     valid: torch.Tensor  # (T, H, W) bool, True where the pixel lies inside the stored frame (not padding)
     pseudo_valid: torch.Tensor  # (H, W) bool, key frame: False inside the crop-aware pseudo-label margins and on padding
+    rgb: torch.Tensor | None = None  # (T, H, W, 3) uint8, the frames as read (EvalTransform(keep_frames=True))
 
 
 @dataclass(frozen=True)
@@ -437,14 +438,18 @@ class EvalTransform(ClipTransform):
 
     The DA-VSN protocol predicts at 1024x512 and scores at the label's 2048x1024, so the labels
     keep their original resolution and the evaluator upsamples the logits. ``valid`` is all True at
-    the image's resolution (a resize pads nothing).
+    the image's resolution (a resize pads nothing). ``keep_frames`` also returns the frames as read
+    (``ClipTensors.rgb``), for what needs the original pixels (temporal consistency's optical flow,
+    overlays).
     """
 
-    def __init__(self, *, resize: tuple[int, int] | None, normalize: Normalize) -> None:
+    def __init__(self, *, resize: tuple[int, int] | None, normalize: Normalize, keep_frames: bool = False) -> None:
         super().__init__([Resize(size=tuple(resize))] if resize else [], normalize=normalize)
+        self.keep_frames = keep_frames
 
     def apply(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray | None], rng: np.random.Generator,
               *, require: ClassRequirement | None = None) -> ClipTensors:
         out = super().apply(frames, [None] * len(frames), rng)
+        kept = torch.from_numpy(np.stack(frames)) if self.keep_frames else None
         return ClipTensors(img=out.img, label=stack_labels(labels, frames[0].shape[:2]), valid=out.valid,
-                           pseudo_valid=out.pseudo_valid)
+                           pseudo_valid=out.pseudo_valid, rgb=kept)

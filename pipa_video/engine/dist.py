@@ -1,7 +1,10 @@
-"""Distributed training helpers: process-group set-up from torchrun's variables, collectives, DDP.
+"""Distributed training: process-group set-up from torchrun's variables, collectives, DDP.
 
-Everything here is a no-op (or the identity) in a single process, so the rest of the engine calls it
-unconditionally. NCCL is used on CUDA and gloo on CPU.
+The package's one owner of ``torch.distributed``: every collective is a function here, and whoever
+needs one is handed it (the memory bank's ``gather`` through ``uda.build.build_method``, the
+evaluators' ``reduce_sum`` / ``gather_objects`` through ``evaluation.loop.Comm``; ``engine.build``
+wires both). Everything here is a no-op (or the identity) in a single process, so the engine calls
+it unconditionally. NCCL is used on CUDA and gloo on CPU.
 """
 from __future__ import annotations
 
@@ -120,6 +123,11 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_dist():
         torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
     return tensor
+
+
+def all_reduce_sum_on(tensor: torch.Tensor, *, device: torch.device) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks on ``device`` (NCCL reduces CUDA tensors only); returned where it was."""
+    return all_reduce_sum(tensor.to(device)).to(tensor.device)
 
 
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pipa_video.data.index import atomic_path, atomic_write_text
+from pipa_video.atomic import atomic_path, atomic_write_text
 
 LOGGER_NAME = "pipa_video"
 TRAIN_CSV = "train_log.csv"

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 from torch.optim import AdamW
 
+from pipa_video.models.norm import norm_parameters  # noqa: F401  (re-exported: the no-decay parameters)
+
 NO_DECAY_SUFFIX = "/no_decay"
 
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 class ParamGroup(str, Enum):
@@ -31,11 +32,6 @@ class ParamGroup(str, Enum):
 
     BACKBONE = "backbone"
     HEAD = "head"  # decode head and every training-only projection head
-
-
-def norm_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """Parameters of the normalisation layers inside ``module`` (BatchNorm, GroupNorm, LayerNorm)."""
-    return [p for m in module.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)]
 
 
 def build_optimizer(param_groups: Mapping[str, Sequence[nn.Parameter]], *, lr: float, head_lr_mult: float,

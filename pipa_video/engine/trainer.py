@@ -1,21 +1,25 @@
-"""The training loop: schedule, precision, DDP, non-finite checks, checkpoints, logging, evaluation.
+"""The training loop: iterations of a ``TrainMethod`` plus hooks (detectron2's ``TrainerBase`` / ``HookBase``).
 
-The loop knows nothing about self-training; it drives any ``TrainMethod``. One iteration:
-set every group's learning rate from the precomputed schedule, zero the gradients, run
-``method.train_step`` (forward and backward of every loss term, under bf16 autocast on CUDA when
-``amp``), stop on a non-finite loss before the optimiser touches the weights, ``optimizer.step()``,
+The loop knows nothing about self-training, configs or files beyond its checkpoints. One iteration:
+fetch the batches (their randomness is the loaders', keyed by (seed, iteration, rank)), set every
+group's learning rate from the precomputed schedule, zero the gradients, run ``method.train_step``
+(forward and backward of every loss term), let the hooks see the losses (``after_backward``: the
+non-finite check stops the run there, before the optimiser touches the weights), ``optimizer.step()``,
 give every rank rank 0's student buffers (BatchNorm running statistics; DDP does the same before each
 forward, and the EMA teacher averages them, so the teachers, and the checkpoint, agree across ranks),
-``method.after_step()`` (the EMA teacher). At each log interval and before every checkpoint the whole
-training state is checked for NaN/inf (``engine.finite``); no checkpoint ever holds one.
+``method.after_step()`` (the EMA teacher), then every hook's ``after_step``. Logging, checkpoints,
+periodic evaluation and the training state's NaN/inf check are hooks (``engine.hooks``);
+``engine.build`` assembles them from the config.
 
-The main process holds the work dir's lock for the run (``engine.workdir``): a second run on the same
-dir, or a fresh run into a dir holding another run (without ``overwrite``), is refused.
+Precision: the trainer hands the method a forward-context factory (``set_forward_context``): bf16
+autocast on CUDA when ``amp``, else a null context. The method enters it around its forwards only,
+never around a backward.
 
-Exact resume: a checkpoint holds the method state, the optimiser, the step and every rank's RNG
-state; the loaders are rebuilt for the start iteration (their batches depend only on seed, iteration
-and rank). Fetching batches and evaluating run inside ``rng_preserved`` so neither shifts the
-training random stream: a run resumed at step k matches an uninterrupted one bit for bit.
+The main process holds the work dir's lock for the run (``engine.workdir``). Exact resume: a
+checkpoint holds the method state, the optimiser, the step and every rank's RNG state; the loaders are
+rebuilt for the start iteration. Fetching batches and evaluating run inside ``rng_preserved`` so
+neither shifts the training random stream: a run resumed at step k matches an uninterrupted one bit
+for bit.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,19 +36,18 @@ from torch import Tensor, nn
 
 from pipa_video.engine import dist as dist_utils
 from pipa_video.engine import workdir
-from pipa_video.engine.checkpoint import (FORMAT_VERSION, RESERVED_KEYS, TRAINING_KEYS, CheckpointError,
-                                          CheckpointManager, Key, Selection, load_checkpoint, make_meta)
+from pipa_video.engine.checkpoint import (RESERVED_KEYS, TRAINING_KEYS, CheckpointError, CheckpointManager, Key,
+                                          RunHeader, load_checkpoint, make_meta)
 from pipa_video.engine.dist import DistInfo, move_to_device  # noqa: F401  (move_to_device: re-exported)
-from pipa_video.engine.finite import check_losses, check_state
-from pipa_video.engine.logger import TrainLogger, get_logger, setup_console_logging
+from pipa_video.engine.logger import get_logger, setup_console_logging
 from pipa_video.engine.seed import capture_rng_state, restore_rng_state, rng_preserved, seed_everything
 from pipa_video.errors import NonFiniteError, WorkDirError
 
-CONFIG_NAME = "config.py"
-DEFAULT_METRIC = "mIoU"
-
-EvaluateFn = Callable[[nn.Module], Mapping[str, float]]
 LoadersFactory = Callable[[int], "tuple[Iterator[dict], Iterator[dict] | None]"]
+ForwardContext = Callable[[], contextlib.AbstractContextManager]
+CompatibilityCheck = Callable[[Mapping[str, Any], Path], None]  # (checkpoint, path) -> raises CheckpointError
+
+NonFiniteLossError = NonFiniteError  # the former name; NaN/inf losses and state both raise NonFiniteError
 
 
 @runtime_checkable
@@ -52,17 +55,19 @@ class TrainMethod(Protocol):
     """What the engine needs from a training method (``uda.step`` implements it).
 
     ``student`` holds everything the optimiser trains, must already be on the training device and, for
-    ``build_trainer``, exposes ``param_groups() -> {"backbone": [...], "head": [...]}``.
+    ``engine.build``, exposes ``param_groups() -> {"backbone": [...], "head": [...]}``.
     Every grad-enabled forward through the wrapped student must be followed by its backward before the
     next forward (DDP reduces gradients during each backward). ``checkpoint_state`` may hold only
     tensors and plain Python values, must not use the engine's reserved keys (``checkpoint.Key``),
-    and ``load_checkpoint_state`` must load in place (the optimiser keeps references to the
-    parameters).
+    and ``load_checkpoint_state`` must load in place (the optimiser keeps references to the parameters).
     """
 
     student: nn.Module
 
     def wrap_student(self, wrapper: Callable[[nn.Module], nn.Module]) -> None: ...
+
+    def set_forward_context(self, factory: ForwardContext) -> None:
+        """``factory()`` is entered around every student and teacher forward, never around a backward."""
 
     def train_step(self, source: dict, target: dict | None, *, iteration: int) -> dict[str, Tensor]:
         """Forward and backward of every term at 0-based ``iteration``; detached scalar losses by name."""
@@ -77,7 +82,22 @@ class TrainMethod(Protocol):
     def eval_model(self) -> nn.Module: ...
 
 
-NonFiniteLossError = NonFiniteError  # the former name; NaN/inf losses and state both raise NonFiniteError
+class HookBase:
+    """A hook into the loop; ``trainer`` is set when the trainer takes it. Every method is optional."""
+
+    trainer: "Trainer"
+
+    def before_train(self) -> None:
+        """After the work dir is claimed and a resume restored, before the first iteration."""
+
+    def after_backward(self, losses: Mapping[str, Tensor]) -> None:
+        """The iteration's detached scalar losses, before the optimiser step (``trainer.iter`` is 0-based)."""
+
+    def after_step(self) -> None:
+        """After the optimiser step and the method's ``after_step``; ``trainer.iter`` = completed iterations."""
+
+    def after_train(self) -> None:
+        """Always called, also when training stops with an error."""
 
 
 @dataclass
@@ -88,49 +108,47 @@ class BestMetric:
 
 
 class Trainer:
-    """Runs ``iters`` iterations of a ``TrainMethod``; see the module docstring."""
+    """Runs ``iters`` iterations of a ``TrainMethod`` with ``hooks``; see the module docstring.
+
+    ``header`` is what every checkpoint records besides the state (the resolved config, the class set);
+    ``check`` vets a checkpoint before a resume (``engine.checkpoint.check_compatible`` bound to the
+    config by the builder). ``metric`` is the evaluation metric that selects ``best.pth``.
+    ``forward_context`` replaces ``autocast_context`` as the factory handed to the method (tests).
+    """
 
     def __init__(self, *, method: TrainMethod, optimizer: torch.optim.Optimizer, lr_schedule: np.ndarray,
-                 loaders_factory: LoadersFactory, work_dir: str | os.PathLike, config: Mapping[str, Any],
-                 iters: int, log_interval: int, checkpoint_interval: int, eval_interval: int,
-                 evaluate_fn: EvaluateFn | None = None, amp: bool = True, device: torch.device | str | None = None,
+                 loaders_factory: LoadersFactory, work_dir: str | os.PathLike, iters: int,
+                 hooks: Sequence[HookBase] = (), header: RunHeader = RunHeader(), amp: bool = True,
                  dist: DistInfo | None = None, keep_checkpoints: int = 2, seed: int | None = None,
-                 metric: str = DEFAULT_METRIC) -> None:
-        _check_positive(iters=iters, log_interval=log_interval, checkpoint_interval=checkpoint_interval)
-        if eval_interval < 0:
-            raise ValueError(f"runtime.eval_interval must be >= 0 (0 = only at the end), got {eval_interval}")
-        lr_schedule = np.asarray(lr_schedule, dtype=np.float64)
-        if lr_schedule.shape != (iters,):
-            raise ValueError(f"lr_schedule has shape {lr_schedule.shape}, expected ({iters},) (one rate per iteration)")
-        for group in optimizer.param_groups:
-            if "lr_mult" not in group:
-                raise ValueError("optimizer groups need an 'lr_mult' entry; build the optimizer with "
-                                 "engine.optim.build_optimizer")
-        self.dist = dist or DistInfo(device=torch.device(device) if device is not None else torch.device("cpu"))
-        if device is not None and torch.device(device) != self.dist.device:
-            raise ValueError(f"device {device} differs from dist.device {self.dist.device}")
-        self.method = method
-        self.optimizer = optimizer
-        self.lr_schedule = lr_schedule
-        self.loaders_factory = loaders_factory
-        self.work_dir = Path(work_dir)
-        self.config = _plain(config)
-        self.iters = iters
-        self.log_interval = log_interval
-        self.checkpoint_interval = checkpoint_interval
-        self.eval_interval = eval_interval
-        self.evaluate_fn = evaluate_fn
-        self.amp = amp
-        self.seed = seed
-        self.metric = metric
+                 metric: str = "mIoU", check: CompatibilityCheck | None = None,
+                 forward_context: ForwardContext | None = None) -> None:
+        self.iters = _positive(iters=iters)
+        self.lr_schedule = _schedule(lr_schedule, iters)
+        _check_groups(optimizer)
+        self.method, self.optimizer, self.loaders_factory = method, optimizer, loaders_factory
+        self.work_dir, self.header, self.amp = Path(work_dir), header, amp
+        self.dist = dist or DistInfo()
+        self.seed, self.metric, self.check = seed, metric, check
+        self.forward_context = forward_context or self.autocast_context
         self.checkpoints = CheckpointManager(self.work_dir, keep=keep_checkpoints)
         self.best: BestMetric | None = None
+        self.iter = 0
+        self.start_iter = 0
+        self.step_seconds = 0.0  # the last iteration's duration (batches, step, optimiser), for the log
+        self.last_logged: dict[str, float] = {}
+        self.hooks: list[HookBase] = []
+        self.register_hooks(hooks)
         self.log = get_logger()
         self._wrapped = False
 
+    def register_hooks(self, hooks: Sequence[HookBase]) -> None:
+        for hook in hooks:
+            hook.trainer = self
+            self.hooks.append(hook)
+
     # ------------------------------------------------------------------ public
-    def fit(self, resume: bool | str | os.PathLike = False, *, overwrite: bool = False) -> dict[str, Any]:
-        """Train to ``iters``; ``resume=True`` continues from ``work_dir/latest.pth``, ``resume=PATH`` from PATH.
+    def fit(self, resume: str | os.PathLike | None = None, *, overwrite: bool = False) -> dict[str, Any]:
+        """Train to ``iters``, from the checkpoint ``resume`` when given (``CheckpointManager.resume_path``).
 
         A fresh run refuses a work dir holding another run unless ``overwrite`` (which deletes that
         run's checkpoints and logs); raises ``WorkDirError`` then, or when another run holds the lock.
@@ -139,12 +157,15 @@ class Trainer:
         self._check_device()
         self.method.student.train()
         setup_console_logging(is_main=self.dist.is_main)
-        lock = self._claim_work_dir(resume=bool(resume), overwrite=overwrite)
+        lock = self._claim_work_dir(resume=resume is not None, overwrite=overwrite)
         try:
-            return self._fit(resume, started)
+            self._fit(Path(resume) if resume is not None else None)
         finally:
             if lock is not None:
                 lock.release()
+        return dict(iterations=self.iters, start_iteration=self.start_iter,
+                    wall_time_s=time.perf_counter() - started, last_losses=self.last_logged,
+                    best=asdict(self.best) if self.best else None, final_checkpoint=str(self.checkpoints.latest_path))
 
     def _claim_work_dir(self, *, resume: bool, overwrite: bool) -> "workdir.WorkDirLock | None":
         """The main process locks and checks the work dir; every rank raises its error, if any."""
@@ -159,199 +180,128 @@ class Trainer:
             raise WorkDirError(errors[0])
         return lock
 
-    def _fit(self, resume: bool | str | os.PathLike, started: float) -> dict[str, Any]:
-        start_iter, rng_state = self._restore(resume) if resume else (0, None)
-        if self.dist.is_main:  # after a successful restore: a failed resume leaves the dir as it was
-            self._write_config()
-        if not resume and self.seed is not None:
+    def _fit(self, resume: Path | None) -> None:
+        rng_state = self._restore(resume) if resume is not None else None
+        if resume is None and self.seed is not None:
             seed_everything(self.seed, rank=self.dist.rank)
         self._check_replicas_identical()
         self._wrap_for_ddp()
+        self._hand_forward_context()
         with rng_preserved():  # building loaders (e.g. a DataLoader's base seed) must not shift training RNG
-            source_iter, target_iter = self.loaders_factory(start_iter)
+            source_iter, target_iter = self.loaders_factory(self.start_iter)
         if rng_state is not None:
             restore_rng_state(rng_state)
-        logger = TrainLogger(self.work_dir, total_iters=self.iters, enabled=self.dist.is_main)
-        if resume:
-            logger.resume_from(start_iter)
         try:
-            last_losses = self._loop(start_iter, source_iter, target_iter, logger)
+            for hook in self.hooks:
+                hook.before_train()
+            self._loop(source_iter, target_iter)
         finally:
-            logger.close()
+            for hook in self.hooks:
+                hook.after_train()
         dist_utils.barrier()
-        return dict(iterations=self.iters, start_iteration=start_iter,
-                    wall_time_s=time.perf_counter() - started, last_losses=last_losses,
-                    best=asdict(self.best) if self.best else None,
-                    final_checkpoint=str(self.checkpoints.latest_path))
 
     # ------------------------------------------------------------------ the loop
-    def _loop(self, start_iter: int, source_iter: Iterator[dict], target_iter: Iterator[dict] | None,
-              logger: TrainLogger) -> dict[str, float]:
-        window = _LossWindow()
-        last_logged: dict[str, float] = {}
-        window_start = time.perf_counter()
-        for iteration in range(start_iter, self.iters):
-            losses = self._train_iteration(iteration, source_iter, target_iter)
-            window.add(losses)
-            done = iteration + 1
-            is_last = done == self.iters
-            log_due = done % self.log_interval == 0 or is_last
-            checkpoint_due = done % self.checkpoint_interval == 0 or is_last
-            eval_due = self.evaluate_fn is not None and (
-                is_last or (self.eval_interval > 0 and done % self.eval_interval == 0))
-            if log_due or checkpoint_due or eval_due:
-                self._check_state(done)
-            if log_due:
-                seconds = (time.perf_counter() - window_start) / max(1, window.iterations)
-                last_logged = window.mean_over_ranks()
-                logger.log_train(done, {**last_logged, **self._current_lrs(), **_memory_stats(self.dist.device)},
-                                 seconds_per_iter=seconds)
-                window, window_start = _LossWindow(), time.perf_counter()
-            if checkpoint_due or eval_due:
-                paused = time.perf_counter()
-                self._save_and_evaluate(done, checkpoint_due=checkpoint_due, eval_due=eval_due, logger=logger)
-                window_start += time.perf_counter() - paused  # time/iter and ETA count training only
-        return last_logged
+    def _loop(self, source_iter: Iterator[dict], target_iter: Iterator[dict] | None) -> None:
+        for iteration in range(self.start_iter, self.iters):
+            self.iter = iteration
+            self.run_step(source_iter, target_iter)
+            self.iter = iteration + 1
+            for hook in self.hooks:
+                hook.after_step()
 
-    def _train_iteration(self, iteration: int, source_iter: Iterator[dict],
-                         target_iter: Iterator[dict] | None) -> dict[str, Tensor]:
+    def run_step(self, source_iter: Iterator[dict], target_iter: Iterator[dict] | None) -> None:
+        """One iteration (see the module docstring); ``step_seconds`` records its duration."""
+        started = time.perf_counter()
         with rng_preserved():  # the loaders' randomness is theirs: keyed by (seed, iteration, rank)
             source = next(source_iter)
             target = next(target_iter) if target_iter is not None else None
         source = move_to_device(source, self.dist.device)
         target = move_to_device(target, self.dist.device) if target is not None else None
-        self._set_lr(iteration)
+        self._set_lr(self.iter)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            losses = self.method.train_step(source, target, iteration=iteration)
-        losses = self._check_losses(losses, iteration)
+        losses = _scalar_losses(self.method.train_step(source, target, iteration=self.iter), self.iter)
+        for hook in self.hooks:
+            hook.after_backward(losses)
         self.optimizer.step()
         dist_utils.broadcast_buffers(self.method.student)
-        self.method.after_step(iteration=iteration)
-        return losses
+        self.method.after_step(iteration=self.iter)
+        self.step_seconds = time.perf_counter() - started
+
+    def autocast_context(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when ``amp`` (bf16 needs no loss scaling), else nothing; never on CPU."""
+        if self.amp and self.dist.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _hand_forward_context(self) -> None:
+        setter = getattr(self.method, "set_forward_context", None)
+        if setter is not None:
+            setter(self.forward_context)
+        elif not isinstance(self.forward_context(), contextlib.nullcontext):
+            # A method without set_forward_context (a test's toy method) can only train in full precision.
+            raise TypeError(f"{type(self.method).__name__} has no set_forward_context(factory): it cannot run its "
+                            "forwards under autocast; implement it or set runtime.amp=False")
 
     def _set_lr(self, iteration: int) -> None:
         base = float(self.lr_schedule[iteration])
         for group in self.optimizer.param_groups:
             group["lr"] = base * group["lr_mult"]
 
-    def _current_lrs(self) -> dict[str, float]:
+    def current_lrs(self) -> dict[str, float]:
         return {f"lr/{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp and self.dist.device.type == "cuda":  # bf16 needs no loss scaling; never on CPU
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _check_losses(self, losses: Mapping[str, Tensor], iteration: int) -> dict[str, Tensor]:
-        """Detach and validate the returned losses; raise ``NonFiniteLossError`` on NaN/inf on any rank."""
-        if not isinstance(losses, Mapping) or not losses:
-            raise TypeError(f"train_step returned {losses!r} at iteration {iteration}; expected a non-empty "
-                            "dict of scalar tensors")
-        checked = {}
-        for name, value in losses.items():
-            if not isinstance(value, Tensor) or value.numel() != 1:
-                raise TypeError(f"train_step returned {name}={value!r} at iteration {iteration}; "
-                                "expected a scalar tensor")
-            checked[name] = value.detach().float().reshape(())
-        check_losses(checked, iteration=iteration, rank=self.dist.rank, where=self._last_good)
-        return checked
-
-    def _check_state(self, done: int) -> None:
-        """Every floating tensor of what a checkpoint would hold (method state, optimiser) must be finite."""
-        names = {id(p): name for name, p in self.method.student.named_parameters()}
-        moments = {names.get(id(p), str(i)): s for i, (p, s) in enumerate(self.optimizer.state.items())}
-        state = {**self.method.checkpoint_state(), Key.OPTIMIZER.value: moments}
-        check_state(state, iteration=done, rank=self.dist.rank, where=self._last_good, device=self.dist.device)
-
-    def _last_good(self) -> str:
+    def last_good(self) -> str:
         """Where the user's run stands after a stop: the newest checkpoint (all finite), or none."""
         latest = self.checkpoints.latest_path
         if latest.is_file():
             return f"the last checkpoint, {latest}, is intact (every tensor finite) to resume from once the cause is fixed"
         return f"no checkpoint was written to {self.work_dir}"
 
-    # ------------------------------------------------------------------ checkpoints and evaluation
-    def _save_and_evaluate(self, done: int, *, checkpoint_due: bool, eval_due: bool, logger: TrainLogger) -> None:
-        # Every rank's generators go into the file so that each rank resumes its own random stream.
-        rng_states = dist_utils.all_gather_objects(capture_rng_state())
-        if checkpoint_due and self.dist.is_main:  # the state was checked for NaN/inf just before
-            payload = self._payload(done, Selection.LAST.describe(self.metric), {}, rng_states)
-            self.checkpoints.save_periodic(payload, iteration=done)
-        if not eval_due:
-            return
-        metrics = self._evaluate()
-        if not self.dist.is_main:
-            return
-        logger.log_eval(done, metrics)
-        value = metrics[self.metric]
-        if self.best is None or value > self.best.value:
-            self.best = BestMetric(self.metric, value, done)
-            payload = self._payload(done, Selection.BEST.describe(self.metric), metrics, rng_states)
-            self.checkpoints.save_best(payload)
-            self.log.info(f"new best {self.metric} {value:.4f} at iteration {done}: {self.checkpoints.best_path}")
+    # ------------------------------------------------------------------ checkpoint payload and restore
+    def training_state(self) -> dict[str, Any]:
+        """What a checkpoint holds of the run's tensors: the method's state and the optimiser's moments."""
+        names = {id(p): name for name, p in self.method.student.named_parameters()}
+        moments = {names.get(id(p), str(i)): s for i, (p, s) in enumerate(self.optimizer.state.items())}
+        return {**self.method.checkpoint_state(), Key.OPTIMIZER.value: moments}
 
-    def _evaluate(self) -> dict[str, float]:
-        """``evaluate_fn`` on the eval model (every rank calls it), in eval mode, without gradients."""
-        model = self.method.eval_model()
-        modes = {m: m.training for m in model.modules()}
-        model.eval()
-        try:
-            with rng_preserved(), torch.no_grad():
-                raw = self.evaluate_fn(model)
-        finally:
-            for module, training in modes.items():
-                module.training = training
-        metrics = {k: float(v) for k, v in raw.items() if _is_scalar(v)}
-        if self.metric not in metrics:
-            raise KeyError(f"evaluate_fn returned {sorted(raw)}; the model selection needs {self.metric!r}")
-        return metrics
-
-    def _payload(self, step: int, selection: str, metrics: Mapping[str, float],
-                 rng_states: list) -> dict[str, Any]:
+    def payload(self, step: int, selection: str, metrics: Mapping[str, float], rng_states: list) -> dict[str, Any]:
+        """A checkpoint of the run at ``step`` (``selection`` says how it was chosen)."""
         method_state = self.method.checkpoint_state()
         clash = RESERVED_KEYS & set(method_state)
         if clash:
             raise KeyError(f"method.checkpoint_state() uses keys reserved by the engine: {sorted(clash)}")
-        class_set = self.config.get("class_set")
         return {
             **method_state,
             Key.OPTIMIZER.value: self.optimizer.state_dict(),
             Key.STEP.value: step,
             Key.RNG.value: rng_states,
-            Key.CONFIG.value: self.config,
+            Key.CONFIG.value: self.header.config,
             Key.TRAINER.value: {"best": asdict(self.best) if self.best else None},
-            Key.META.value: make_meta(class_set=class_set, num_classes=_num_classes(class_set), iteration=step,
-                                      selection=selection, metrics=metrics),
-            Key.FORMAT_VERSION.value: FORMAT_VERSION,
+            Key.META.value: make_meta(class_set=self.header.class_set, num_classes=self.header.num_classes,
+                                      iteration=step, selection=selection, metrics=metrics),
         }
 
-    def _restore(self, resume: bool | str | os.PathLike) -> tuple[int, dict | None]:
-        """Load the method, optimiser and best metric; return the start iteration and this rank's RNG."""
-        path = self.checkpoints.latest_path if resume is True else Path(resume)
-        if resume is True and not path.exists():
-            raise CheckpointError(f"{path}: not found, so there is nothing to resume in {self.work_dir}; expected a "
-                                  "checkpoint: pass its path to --resume, or start afresh (--overwrite if the dir "
-                                  "holds a run's logs)")
+    def rng_states(self) -> list:
+        """Every rank's generators (a collective): each rank resumes its own random stream."""
+        return dist_utils.all_gather_objects(capture_rng_state())
+
+    def _restore(self, path: Path) -> dict | None:
+        """Load the method, optimiser and best metric; set the start iteration; return this rank's RNG."""
         payload = load_checkpoint(path, require=TRAINING_KEYS)
-        self._check_compatible(payload, path)
+        if self.check is not None:
+            self.check(payload, path)
+        step = int(payload[Key.STEP.value])
+        if step > self.iters:
+            raise CheckpointError(f"{path} is at iteration {step}, beyond schedule.iters={self.iters}")
         self.method.load_checkpoint_state({k: v for k, v in payload.items() if k not in RESERVED_KEYS})
         try:
             self.optimizer.load_state_dict(payload[Key.OPTIMIZER.value])
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"{path}: optimizer state does not match this model's parameter groups ({e})") from e
         self.best = self._restore_best(payload)
-        step = int(payload[Key.STEP.value])
+        self.start_iter = self.iter = step
         self.log.info(f"resumed from {path} at iteration {step}")
-        return step, self._rank_rng_state(payload[Key.RNG.value], path, step)
-
-    def _check_compatible(self, payload: Mapping[str, Any], path: Path) -> None:
-        step = payload[Key.STEP.value]
-        if step > self.iters:
-            raise CheckpointError(f"{path} is at iteration {step}, beyond schedule.iters={self.iters}")
-        saved, current = payload[Key.META.value].get("class_set"), self.config.get("class_set")
-        if saved != current:
-            raise CheckpointError(f"{path} was trained for class set {saved!r}, the config asks for {current!r}")
+        return self._rank_rng_state(payload[Key.RNG.value], path, step)
 
     def _restore_best(self, payload: Mapping[str, Any]) -> BestMetric | None:
         # best.pth can be newer than latest.pth (evaluation runs after the periodic save): trust it first.
@@ -375,13 +325,6 @@ class Trainer:
         return None
 
     # ------------------------------------------------------------------ set-up checks
-    def _write_config(self) -> None:
-        from mmengine.config import Config
-
-        from pipa_video.config import dump_config
-
-        dump_config(Config(self.config), self.work_dir / CONFIG_NAME)
-
     def _check_device(self) -> None:
         wrong = {str(p.device) for p in self.method.student.parameters() if p.device != self.dist.device}
         if wrong:
@@ -405,90 +348,37 @@ class Trainer:
             self._wrapped = True
 
 
-class _LossWindow:
-    """Running sums of the detached losses between two log lines (kept on the device, no syncs)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.counts: dict[str, int] = {}
-        self.iterations = 0
-
-    def add(self, losses: Mapping[str, Tensor]) -> None:
-        self.iterations += 1
-        for name, value in losses.items():
-            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
-            self.counts[name] = self.counts.get(name, 0) + 1
-
-    def mean_over_ranks(self) -> dict[str, float]:
-        """Mean of each term over the window and over every rank (terms may differ between ranks)."""
-        names = sorted({n for ranks in dist_utils.all_gather_objects(list(self.sums)) for n in ranks})
-        if not names:
-            return {}
-        device = next(iter(self.sums.values())).device if self.sums else torch.device("cpu")
-        totals = torch.stack([self.sums.get(n, torch.zeros((), device=device)) for n in names])
-        counts = torch.tensor([float(self.counts.get(n, 0)) for n in names], device=totals.device)
-        reduced = dist_utils.all_reduce_sum(torch.cat([totals, counts]))
-        totals, counts = reduced[: len(names)], reduced[len(names):]
-        means = (totals / counts.clamp_min(1)).tolist()
-        return dict(zip(names, means))
-
-
-def build_trainer(cfg: Mapping[str, Any], *, method: TrainMethod, loaders_factory: LoadersFactory,
-                  work_dir: str | os.PathLike, dist: DistInfo, evaluate_fn: EvaluateFn | None = None) -> Trainer:
-    """Read ``optimizer``, ``schedule`` and ``runtime`` from a validated config."""
-    from pipa_video.engine.optim import build_optimizer
-    from pipa_video.engine.schedule import lr_schedule
-
-    opt, sched, runtime = cfg["optimizer"], cfg["schedule"], cfg["runtime"]
-    # DAFormer's released configs exempt the backbone's norm layers from weight decay
-    # (custom_keys norm=dict(decay_mult=0.0)); students that say which parameters those are get the same.
-    no_decay = method.student.no_decay_parameters() if hasattr(method.student, "no_decay_parameters") else ()
-    optimizer = build_optimizer(method.student.param_groups(), lr=opt["lr"], head_lr_mult=opt["head_lr_mult"],
-                                weight_decay=opt["weight_decay"], betas=tuple(opt["betas"]), no_decay=no_decay)
-    schedule = lr_schedule(base_lr=opt["lr"], iters=sched["iters"], warmup_iters=sched["warmup_iters"],
-                           warmup_ratio=sched["warmup_ratio"], power=sched["power"], min_lr=sched["min_lr"])
-    return Trainer(method=method, optimizer=optimizer, lr_schedule=schedule, loaders_factory=loaders_factory,
-                   work_dir=work_dir, config=cfg, iters=sched["iters"], log_interval=runtime["log_interval"],
-                   checkpoint_interval=runtime["checkpoint_interval"], eval_interval=runtime["eval_interval"],
-                   evaluate_fn=evaluate_fn, amp=runtime["amp"], dist=dist,
-                   keep_checkpoints=runtime["keep_checkpoints"], seed=runtime["seed"])
-
-
 # ---------------------------------------------------------------------- helpers
-def _check_positive(**values: int) -> None:
+def _positive(**values: int) -> int:
     for name, value in values.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    return next(iter(values.values()))
 
 
-def _plain(node: Any) -> Any:
-    """A config (mmengine ``Config``/``ConfigDict`` or dict) as plain dicts, lists and tuples."""
-    if hasattr(node, "to_dict"):
-        node = node.to_dict()
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items() if not str(k).startswith("_")}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, tuple):
-        return tuple(_plain(v) for v in node)
-    return node
+def _schedule(lr_schedule: np.ndarray, iters: int) -> np.ndarray:
+    schedule = np.asarray(lr_schedule, dtype=np.float64)
+    if schedule.shape != (iters,):
+        raise ValueError(f"lr_schedule has shape {schedule.shape}, expected ({iters},) (one rate per iteration)")
+    return schedule
 
 
-def _num_classes(class_set: str | None) -> int | None:
-    if class_set is None:
-        return None
-    from pipa_video.data.classes import get_class_set
-
-    return get_class_set(class_set).num_classes
-
-
-def _is_scalar(value: Any) -> bool:
-    if isinstance(value, Tensor):
-        return value.numel() == 1
-    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+def _check_groups(optimizer: torch.optim.Optimizer) -> None:
+    for group in optimizer.param_groups:
+        if "lr_mult" not in group:
+            raise ValueError("optimizer groups need an 'lr_mult' entry; build the optimizer with "
+                             "engine.optim.build_optimizer")
 
 
-def _memory_stats(device: torch.device) -> dict[str, float]:
-    if device.type != "cuda":
-        return {}
-    return {"mem_gb": torch.cuda.max_memory_allocated(device) / 2**30}
+def _scalar_losses(losses: Mapping[str, Tensor], iteration: int) -> dict[str, Tensor]:
+    """``train_step``'s losses detached as float scalars; a ``TypeError`` naming what is not one."""
+    if not isinstance(losses, Mapping) or not losses:
+        raise TypeError(f"train_step returned {losses!r} at iteration {iteration}; expected a non-empty "
+                        "dict of scalar tensors")
+    checked = {}
+    for name, value in losses.items():
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise TypeError(f"train_step returned {name}={value!r} at iteration {iteration}; "
+                            "expected a scalar tensor")
+        checked[name] = value.detach().float().reshape(())
+    return checked

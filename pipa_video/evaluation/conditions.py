@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from pipa_video.data.index import CONDITION_COLUMN, atomic_write_text
+from pipa_video.atomic import atomic_write_text
+from pipa_video.data.index import CONDITION_COLUMN
 from pipa_video.evaluation.metrics import ReduceFn, SegEvaluator
 from pipa_video.evaluation.report import ReportContext, markdown_table, write_csv
 

@@ -30,6 +30,7 @@ What each server accepts (class set: the 19 Cityscapes classes):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,22 +39,25 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
-import torch
+from torch import nn
 
+from pipa_video.atomic import atomic_path, atomic_write_text, new_dir_beside, replace_dir
 from pipa_video.data.classes import (
     CITYSCAPES_LABELID_TO_TRAINID, CITYSCAPES_NAMES, IGNORE_INDEX, cityscapes_trainid_to_labelid,
 )
-from pipa_video.data.index import DatasetError, FrameIndex, atomic_write_text
-from pipa_video.data.io import VideoFrameReader, read_frame, write_png
+from pipa_video.data.build import check_index_class_set, inference_dataset, load_domain_index
+from pipa_video.data.clips import ClipDataset
+from pipa_video.data.index import DatasetError, FrameIndex, load_index
+from pipa_video.data.io import write_png
 from pipa_video.data.sources.base import image_size
-from pipa_video.evaluation.inference import predict_logits
-
-if TYPE_CHECKING:  # runner imports the model stack; export only needs it when run from a config
-    from pipa_video.evaluation.runner import ModelBuilder, Predictor
+from pipa_video.evaluation.evaluator import frame_inputs
+from pipa_video.evaluation.loop import Predictor, inference_on_dataset
+from pipa_video.evaluation.report import checkpoint_selection
+from pipa_video.evaluation.runner import build_eval_settings, make_predictor
 
 LABELS, INVALID, CONFIDENCE = "labelTrainIds", "labelTrainIds_invalid", "confidence"
 CONFIDENCE_SCALE = 65535  # Dark Zurich: uint16 confidence maps, 1.0 -> 65535
@@ -212,54 +216,77 @@ def write_archive(tree: str | os.PathLike, spec: ServerFormat, index: FrameIndex
                   archive: str | os.PathLike) -> dict[str, int]:
     """Zip every file under ``tree`` (paths relative to it) into ``archive``, only if ``verify_archive``
     passes; otherwise no archive is left behind and the ``DatasetError`` says why."""
-    tree, archive = Path(tree), Path(archive)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    tmp = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
-    try:
+    tree = Path(tree)
+    with atomic_path(archive) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(p for p in tree.rglob("*") if p.is_file()):
                 zf.write(path, path.relative_to(tree).as_posix())
         counts = verify_archive(tmp, spec, index)
-        os.replace(tmp, archive)
-    finally:
-        tmp.unlink(missing_ok=True)
     return counts
 
 
 # --- predicting a split ----------------------------------------------------------------------------
-def model_predict_fn(predictor: "Predictor") -> PredictFn:
-    """A ``PredictFn`` from a ``runner.Predictor``: its inference settings, at the frame's own size.
+class ScorePredictor:
+    """The loop's predictor for an export: a model's train ids and confidence (the maximum class
+    probability; of the averaged probabilities with test-time augmentation) at each frame's own size."""
 
-    Confidence is the maximum softmax probability (of the averaged probabilities with test-time
-    augmentation); the labels equal ``Predictor.predict_frames``'.
-    """
-    s = predictor.settings
-    passes = len(s.scales) * (2 if s.flip else 1)
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
 
-    @torch.inference_mode()
-    def predict(frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        img = predictor.normalise([frame_rgb]).to(predictor.device)
-        scores = predict_logits(predictor.model_fn, img, mode=s.mode, window=s.window, stride=s.stride, flip=s.flip,
-                                scales=s.scales, out_size=frame_rgb.shape[:2])
-        confidence, labels = (scores.softmax(dim=1) if passes == 1 else scores).max(dim=1)
-        return labels[0].cpu().numpy().astype(np.uint8), confidence[0].float().cpu().numpy()
+    def predicting(self):
+        return self.predictor.predicting()
 
-    return predict
+    def __call__(self, inputs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.predictor.scores(inputs["img"][:, 0], inputs["label"].shape[-2:])
+        confidence, labels = (scores.softmax(dim=1) if self.predictor.passes == 1 else scores).max(dim=1)
+        return labels.cpu().numpy().astype(np.uint8), confidence.float().cpu().numpy()
 
 
-def write_tree(tree: Path, spec: ServerFormat, index: FrameIndex, predict_fn: PredictFn, *,
+class FramePredictor:
+    """A ``PredictFn`` (RGB frame -> train ids, confidence) as the loop's predictor (tests, other models)."""
+
+    def __init__(self, predict_fn: PredictFn) -> None:
+        self.predict_fn = predict_fn
+
+    def predicting(self):
+        return contextlib.nullcontext()
+
+    def __call__(self, inputs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.predict_fn(rgb[0].numpy()) for rgb in inputs["rgb"]]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+class ServerFileWriter:
+    """An evaluator that writes each frame's server files under ``tree`` (named after its index image)."""
+
+    name = "server_files"
+
+    def __init__(self, tree: Path, spec: ServerFormat, images: Sequence[str]) -> None:
+        self.tree, self.spec, self.images = tree, spec, list(images)
+
+    def reset(self) -> None:
+        self.written = 0
+
+    def process(self, inputs: Mapping[str, Any], predictions: tuple[np.ndarray, np.ndarray]) -> None:
+        for b, frame in enumerate(frame_inputs(inputs)):
+            train_ids, confidence = predictions[0][b], predictions[1][b]
+            image = self.images[frame.item]
+            if train_ids.shape != tuple(inputs["label"].shape[-2:]):
+                raise ValueError(f"prediction {train_ids.shape} for {image} of {tuple(inputs['label'].shape[-2:])}")
+            for name, array in frame_files(self.spec, image, train_ids, confidence).items():
+                write_png(self.tree / name, array)
+            self.written += 1
+
+    def evaluate(self) -> dict:
+        return dict(frames=self.written)
+
+
+def write_tree(tree: Path, spec: ServerFormat, dataset: ClipDataset, predictor: Any, *, num_workers: int = 0,
                progress: bool = True) -> None:
-    """Predict every frame of ``index`` (read through it) and write its server files under ``tree``."""
-    from tqdm import tqdm
-
-    videos = VideoFrameReader()
-    for row in tqdm(range(len(index.frames)), desc=f"export {spec.name}", unit="frame", disable=not progress):
-        frame = read_frame(index.image_path(row), int(index.frames["frame"].iat[row]), videos)
-        train_ids, confidence = predict_fn(frame)
-        if train_ids.shape != frame.shape[:2]:
-            raise ValueError(f"prediction {train_ids.shape} for {index.image_path(row)} of {frame.shape[:2]}")
-        for name, array in frame_files(spec, index.frames["image"].iat[row], train_ids, confidence).items():
-            write_png(tree / name, array)
+    """Predict every frame of ``dataset`` (one pass of the inference loop) and write its server files."""
+    writer = ServerFileWriter(tree, spec, dataset.key_frame_table()["image"].astype(str).tolist())
+    inference_on_dataset(predictor, dataset, writer, num_workers=num_workers,
+                         progress=f"export {spec.name}" if progress else None)
 
 
 def _warn_if_not_the_test_split(spec: ServerFormat, index: FrameIndex) -> None:
@@ -270,13 +297,16 @@ def _warn_if_not_the_test_split(spec: ServerFormat, index: FrameIndex) -> None:
                       stacklevel=3)
 
 
-def export_split(index: FrameIndex, predict_fn: PredictFn, *, fmt: str, out_dir: str | os.PathLike,
-                 progress: bool = True, provenance: Mapping | None = None) -> dict:
+def export_split(index: FrameIndex, predict: Any, *, fmt: str, out_dir: str | os.PathLike,
+                 dataset: ClipDataset | None = None, num_workers: int = 0, progress: bool = True,
+                 provenance: Mapping | None = None) -> dict:
     """Write ``OUT/<fmt>/``, ``OUT/<fmt>_submission.zip`` and ``OUT/<fmt>_export.json`` for ``index``.
 
-    The tree is written to a staging folder and replaces a previous export's only after the
-    archive passed ``verify_archive``. Raises ``DatasetError`` for a foreign index or an existing
-    ``OUT/<fmt>`` that no export wrote. Returns the summary written to the JSON file.
+    ``predict`` is the loop's predictor (``ScorePredictor``) or a ``PredictFn`` of RGB frames;
+    ``dataset`` reads ``index`` (default: every frame, as read). The tree is written to a staging
+    folder and replaces a previous export's only after the archive passed ``verify_archive``. Raises
+    ``DatasetError`` for a foreign index or an existing ``OUT/<fmt>`` that no export wrote. Returns the
+    summary written to the JSON file.
     """
     spec = get_format(fmt)
     frames = len(check_index(spec, index))
@@ -286,14 +316,14 @@ def export_split(index: FrameIndex, predict_fn: PredictFn, *, fmt: str, out_dir:
     if tree.exists() and not manifest.is_file():
         raise DatasetError(f"{tree} exists and no export wrote it (no {manifest.name}); choose another --out")
     _warn_if_not_the_test_split(spec, index)
-    staging = out_dir / f".{spec.name}.{os.getpid()}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    predictor = predict if hasattr(predict, "predicting") else FramePredictor(predict)
+    dataset = dataset or inference_dataset(index, resize=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                                           keep_frames=True)
+    staging = new_dir_beside(tree, tag=".staging-")
     try:
-        write_tree(staging, spec, index, predict_fn, progress=progress)
+        write_tree(staging, spec, dataset, predictor, num_workers=num_workers, progress=progress)
         counts = write_archive(staging, spec, index, archive)
-        shutil.rmtree(tree, ignore_errors=True)
-        os.replace(staging, tree)
+        replace_dir(staging, tree)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary = dict(format=spec.name, server=spec.source, index=str(index.index_dir), split=index.meta.split,
@@ -304,24 +334,20 @@ def export_split(index: FrameIndex, predict_fn: PredictFn, *, fmt: str, out_dir:
     return summary
 
 
-def export_for_server(cfg: Mapping, *, checkpoint: str, fmt: str, out_dir: str | os.PathLike,
-                      index_dir: str | os.PathLike | None = None, model_builder: "ModelBuilder | None" = None,
-                      progress: bool = True) -> dict:
-    """``pipa-video predict --format``: the checkpoint's predictions of ``index_dir`` (default
+def export_for_server(cfg: Mapping, model: nn.Module, *, fmt: str, out_dir: str | os.PathLike,
+                      checkpoint: str | None = None, meta: Mapping | None = None,
+                      index_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """``pipa-video predict --format``: ``model``'s predictions of ``index_dir`` (default
     ``data.test.index``) in ``fmt``'s files and archive; see ``export_split``."""
-    from pipa_video.data.build import check_index_class_set
-    from pipa_video.data.index import load_index
-    from pipa_video.evaluation.report import checkpoint_selection
-    from pipa_video.evaluation.runner import Predictor, build_eval_settings, load_checkpoint, load_model, split_index
-
-    get_format(fmt)  # an unknown format fails before the model is built
-    index = load_index(index_dir) if index_dir else split_index(cfg, "test")
-    check_index_class_set(index, cfg, key=f"--index {index_dir}" if index_dir else "data.test.index")
+    get_format(fmt)
+    if index_dir:
+        index = load_index(index_dir)
+        check_index_class_set(index, cfg, key=f"--index {index_dir}")
+    else:
+        index = load_domain_index(cfg, "test")
     settings = build_eval_settings(cfg)
-    ckpt = load_checkpoint(checkpoint)
-    predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
-                                     settings=settings)
-    provenance = dict(checkpoint=str(checkpoint), selection=checkpoint_selection(ckpt["meta"]),
-                      iteration=ckpt["meta"].get("iteration"), inference=settings.inference_summary())
-    return export_split(index, model_predict_fn(predictor), fmt=fmt, out_dir=out_dir, progress=progress,
-                        provenance=provenance)
+    dataset = inference_dataset(index, resize=settings.resize_wh, mean=cfg["data"]["mean"], std=cfg["data"]["std"])
+    provenance = dict(checkpoint=str(checkpoint), selection=checkpoint_selection(meta),
+                      iteration=(meta or {}).get("iteration"), inference=settings.inference_summary())
+    return export_split(index, ScorePredictor(make_predictor(model, settings)), fmt=fmt, out_dir=out_dir,
+                        dataset=dataset, num_workers=settings.num_workers, progress=progress, provenance=provenance)

@@ -1,208 +1,194 @@
 """``pipa-video predict``: a model's predictions on footage, as pictures, an overlay video and a report.
 
 INPUT is anything ``data_tools/prepare_video.py`` accepts (a video, a photo, a folder of videos,
-frame folders and photos) or an index it wrote. Per sequence:
+frame folders and photos) or an index it wrote. A raw input becomes an index in memory
+(``data.footage.index_footage``: only decodable frames, the measured frame rate, and the frames of a
+video whose random access is not exact extracted to a scratch folder), so every frame is read by the
+training code's ``ClipDataset``, exactly as ``adapt`` and ``tc-report`` read it, and goes through the
+one inference loop once. Per sequence:
+
 - ``overlay/<sequence>.mp4`` (videos and frame folders: H.264, plays in a browser) or
   ``overlay/<sequence>.png`` (photos): the class colours over the frame, with a class legend;
 - ``colour/<sequence>/<frame:06d>.png`` and ``train_ids/<sequence>/<frame:06d>.png`` (readable by
   ``tc-report --predictions OUT/train_ids``), unless ``frames=False`` (``--no-frames``);
 - ``summary.json``: input, checkpoint, class set, and per sequence its source file, frames, frame
   rate, overlay file and temporal consistency.
-Videos are decoded in order (exactly; a decoder error names the file and frame), a few frames at a
-time, so memory stays flat. Outputs are written to a folder beside OUT and moved into OUT only when
-the run completes (``report.staged_outputs``): a failed run leaves OUT as it was.
+
+Outputs are written to a folder beside OUT and moved into OUT only when the run completes
+(``atomic.staged_dir``): a failed run leaves OUT as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import warnings
+import tempfile
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+from torch import nn
 
+from pipa_video.atomic import staged_dir
+from pipa_video.data.build import inference_dataset
 from pipa_video.data.classes import ClassSet
-from pipa_video.data.footage import Item, Kind, RootImages, find_footage, sequence_names
-from pipa_video.data.index import INDEX_FILE, DatasetError, load_index
-from pipa_video.data.io import VideoFrameReader, read_frame, read_rgb, write_png
-from pipa_video.data.video_probe import iter_frames, stream_stats
+from pipa_video.data.footage import Kind, RootImages, index_footage
+from pipa_video.data.index import INDEX_FILE, FrameIndex, load_index
+from pipa_video.data.io import write_png
+from pipa_video.evaluation.evaluator import DatasetEvaluators, FrameInput, TemporalEvaluator, frame_inputs
+from pipa_video.evaluation.loop import PREDICTION_NAME, inference_on_dataset
 from pipa_video.evaluation.report import (OverlayVideoWriter, checkpoint_selection, colorize, legend_panel, overlay,
-                                          staged_outputs, with_legend, write_colour_png, write_json, write_overlay_png)
-from pipa_video.evaluation.runner import (PREDICTION_NAME, ModelBuilder, Predictor, build_eval_settings,
-                                          load_checkpoint, load_model, tc_resolution)
-from pipa_video.evaluation.temporal import TemporalConsistency
+                                          with_legend, write_colour_png, write_json, write_overlay_png)
+from pipa_video.evaluation.runner import build_eval_settings, make_predictor, tc_resolution
 
-PREDICT_BATCH = 4  # frames decoded and predicted together
 DEFAULT_FPS = 10.0  # overlay rate of frame folders, whose rate nothing records
 SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
-class InputSequence:
-    """One sequence of the input: where it comes from and how to read its frames in order."""
+class SequenceInfo:
+    """Where one sequence of the input comes from."""
 
-    name: str
     kind: Kind
     source: Path  # the video, frame folder or photo
-    num_frames: int
-    fps: float | None
-    frames: Callable[[], Iterator[tuple[int, np.ndarray]]]  # (frame number, RGB uint8)
+    fps: float | None  # a video's measured rate
 
 
-def _video(item: Item, name: str) -> InputSequence:
-    stats = stream_stats(item.path)
-    count = stats.packets - int(stats.cut_at_end)  # a cut last packet decodes to a partly grey frame
-    if stats.cut_at_end:
-        warnings.warn(f"{item.path}: the file ends inside frame {count}; predicting frames 0-{count - 1}", stacklevel=3)
-    return InputSequence(name, Kind.VIDEO, item.path, count, stats.fps,
-                         lambda: islice(enumerate(iter_frames(item.path)), count))
-
-
-def _files(files: Sequence[Path]) -> Callable[[], Iterator[tuple[int, np.ndarray]]]:
-    return lambda: ((i, read_rgb(p)) for i, p in enumerate(files))
-
-
-def footage_sequences(input_path: Path, *, root_images: RootImages) -> list[InputSequence]:
-    """The sequences of a video, photo or folder (``data.footage`` rules)."""
-    items = find_footage(input_path, root_images=root_images)
-    root = input_path if input_path.is_dir() else input_path.parent
-    out = []
-    for item, name in zip(items, sequence_names(items, root)):
-        if item.kind is Kind.VIDEO:
-            out.append(_video(item, name))
-        elif item.kind is Kind.FRAMES:
-            out.append(InputSequence(name, Kind.FRAMES, item.path, len(item.frames), None, _files(item.frames)))
-        else:
-            out.append(InputSequence(name, Kind.PHOTO, item.path, 1, None, _files([item.path])))
-    return out
-
-
-def index_sequences(index_dir: Path) -> list[InputSequence]:
-    """The sequences of a prepared index, read exactly as training reads them (extracted frames included)."""
-    index = load_index(index_dir)
-    groups = index.frames.groupby("sequence", sort=False).indices
+def index_sequences(index: FrameIndex, kinds: Mapping[str, Kind] | None = None,
+                    sources: Mapping[str, Path] | None = None) -> dict[str, SequenceInfo]:
+    """Each sequence of ``index`` in order: a video (``meta.videos``), a photo (one frame) or frames."""
     videos = {str(r["sequence"]): r for r in index.meta.videos.values()}
-    reader = VideoFrameReader()
-    out = []
-    for name, rows in groups.items():
-        rows = sorted(rows, key=lambda r: index.frames["frame"].iat[r])
-        sources = [index.frame_source(r) for r in rows]
-        record = videos.get(str(name))
-        kind = Kind.VIDEO if record else (Kind.PHOTO if len(rows) == 1 else Kind.FRAMES)
-        frames = (lambda s=sources: ((f, read_frame(p, f, reader)) for p, f in s))
-        out.append(InputSequence(str(name), kind, index.image_path(rows[0]), len(rows),
-                                 record.get("fps") if record else None, frames))
+    first_rows = index.frames.groupby("sequence", sort=False).head(1).index
+    out = {}
+    for row in first_rows:
+        name = str(index.frames["sequence"].iat[row])
+        count = int((index.frames["sequence"] == name).sum())
+        kind = (kinds or {}).get(name) or (Kind.VIDEO if name in videos else Kind.PHOTO if count == 1 else Kind.FRAMES)
+        source = (sources or {}).get(name) or index.image_path(row)
+        out[name] = SequenceInfo(kind, Path(source), videos[name].get("fps") if name in videos else None)
     return out
 
 
-def input_sequences(input_path: str | os.PathLike, *, root_images: RootImages | str = RootImages.PHOTOS
-                    ) -> list[InputSequence]:
+@contextlib.contextmanager
+def footage_input(input_path: str | os.PathLike, *, root_images: RootImages | str,
+                  scratch_beside: Path) -> Iterator[tuple[FrameIndex, dict[str, SequenceInfo]]]:
+    """The input's index and sequences: a prepared index as written, raw footage indexed in memory
+    (frames it must extract go to a scratch folder beside the output, removed afterwards)."""
     input_path = Path(input_path)
     if input_path.is_dir() and (input_path / INDEX_FILE).is_file():
-        return index_sequences(input_path)
-    return footage_sequences(input_path, root_images=RootImages(root_images))
+        index = load_index(input_path)
+        yield index, index_sequences(index)
+        return
+    scratch_beside.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_beside.parent, prefix=f".{scratch_beside.name}.frames-") as scratch:
+        footage = index_footage(input_path, scratch, root_images=RootImages(root_images))
+        kinds = {name: item.kind for item, name in zip(footage.items, footage.names)}
+        sources = {name: item.path for item, name in zip(footage.items, footage.names)}
+        yield footage.index, index_sequences(footage.index, kinds, sources)
 
 
-def _batches(frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
-    while batch := list(islice(frames, size)):
-        yield batch
+class PredictionWriter:
+    """An evaluator that writes what ``predict`` shows: overlays (video or picture), colour and train-id PNGs.
+
+    ``evaluate()`` closes the last video and returns one summary entry per sequence, in input order.
+    """
+
+    name = "outputs"
+
+    def __init__(self, stage: Path, *, class_set: ClassSet, sequences: Mapping[str, SequenceInfo],
+                 fps: float | None, save_frames: bool) -> None:
+        self.stage, self.class_set, self.sequences = stage, class_set, sequences
+        self.fps, self.save_frames = fps, save_frames
+        self.reset()
+
+    def reset(self) -> None:
+        self.entries: dict[str, dict] = {}
+        self.video: OverlayVideoWriter | None = None
+        self.legend: np.ndarray | None = None
+
+    def _start(self, frame: FrameInput) -> dict:
+        if self.video is not None:
+            self.video.close()
+            self.video = None
+        info = self.sequences[frame.sequence]
+        photo = info.kind is Kind.PHOTO
+        self.legend = legend_panel(self.class_set, height=frame.rgb.shape[0])
+        entry = dict(sequence=frame.sequence, kind=info.kind.value, source=str(info.source), frames=0,
+                     fps=None if photo else (self.fps or info.fps),
+                     overlay=f"overlay/{frame.sequence}.{'png' if photo else 'mp4'}")
+        self.entries[frame.sequence] = entry
+        return entry
+
+    def _write_frames(self, frame: FrameInput, pred: np.ndarray) -> None:
+        file = PREDICTION_NAME.format(frame=frame.frame)
+        write_colour_png(self.stage / "colour" / frame.sequence / file, pred, self.class_set)
+        write_png(self.stage / "train_ids" / frame.sequence / file, pred)
+
+    def _write_overlay(self, entry: dict, frame: FrameInput, pred: np.ndarray) -> None:
+        shown = overlay(frame.rgb, colorize(pred, self.class_set))
+        if entry["kind"] == Kind.PHOTO.value:
+            write_overlay_png(self.stage / entry["overlay"], shown, self.legend)
+            return
+        shown = with_legend(shown, self.legend)
+        if self.video is None:
+            self.video = OverlayVideoWriter(self.stage / entry["overlay"], fps=entry["fps"] or DEFAULT_FPS,
+                                            size_wh=(shown.shape[1], shown.shape[0]))
+        self.video.write(shown)
+
+    def process(self, inputs: Mapping[str, Any], predictions) -> None:
+        for b, frame in enumerate(frame_inputs(inputs)):
+            entry = self.entries.get(frame.sequence) or self._start(frame)
+            pred = predictions[b].numpy().astype(np.uint8)
+            if self.save_frames:
+                self._write_frames(frame, pred)
+            self._write_overlay(entry, frame, pred)
+            entry["frames"] += 1
+
+    def evaluate(self) -> list[dict]:
+        if self.video is not None:
+            self.video.close()
+            self.video = None
+        return list(self.entries.values())
 
 
-@dataclass
-class _Run:
-    """What every sequence of one predict run shares."""
-
-    predictor: Predictor
-    class_set: ClassSet
-    stage: Path
-    tc: TemporalConsistency
-    save_frames: bool
-    fps: float | None
-    progress: object
-
-
-def _save_frame(run: _Run, name: str, number: int, pred: np.ndarray) -> None:
-    file = PREDICTION_NAME.format(frame=number)
-    write_colour_png(run.stage / "colour" / name / file, pred, run.class_set)
-    write_png(run.stage / "train_ids" / name / file, pred)
-
-
-def predict_sequence(run: _Run, seq: InputSequence) -> dict:
-    """Predict every frame of ``seq`` into the run's stage folder; returns its summary entry."""
-    writer, size, legend, count = None, None, None, 0
-    overlay_file = f"overlay/{seq.name}.{'png' if seq.kind is Kind.PHOTO else 'mp4'}"
-    for batch in _batches(seq.frames(), PREDICT_BATCH):
-        numbers, frames = [b[0] for b in batch], [b[1] for b in batch]
-        for number, frame in zip(numbers, frames):
-            if size is None:
-                size, legend = frame.shape[:2], legend_panel(run.class_set, height=frame.shape[0])
-            if frame.shape[:2] != size:
-                raise DatasetError(f"{seq.source}: frame {number} is {frame.shape[1]}x{frame.shape[0]}, the first is "
-                                   f"{size[1]}x{size[0]}; the frames of one sequence share a size")
-        for number, frame, pred in zip(numbers, frames, run.predictor.predict_frames(frames)):
-            if run.save_frames:
-                _save_frame(run, seq.name, number, pred)
-            shown = overlay(frame, colorize(pred, run.class_set))
-            if seq.kind is Kind.PHOTO:
-                write_overlay_png(run.stage / overlay_file, shown, legend)
-            else:
-                shown = with_legend(shown, legend)
-                if writer is None:
-                    writer = OverlayVideoWriter(run.stage / overlay_file, fps=run.fps or seq.fps or DEFAULT_FPS,
-                                                size_wh=(shown.shape[1], shown.shape[0]))
-                writer.write(shown)
-                run.tc.process(frame, pred, sequence=seq.name, frame=number)
-            count += 1
-            run.progress.update()
-    if writer is not None:
-        writer.close()
-    return dict(sequence=seq.name, kind=seq.kind.value, source=str(seq.source), frames=count,
-                fps=(run.fps or seq.fps) if seq.kind is not Kind.PHOTO else None, overlay=overlay_file)
-
-
-def predict(cfg: Mapping, *, checkpoint: str, input_path: str | os.PathLike, out_dir: str | os.PathLike,
-            model_builder: ModelBuilder | None = None, fps: float | None = None, frames: bool = True,
-            root_images: RootImages | str = RootImages.PHOTOS, progress: bool = True) -> dict:
+def predict(cfg: Mapping, model: nn.Module, *, input_path: str | os.PathLike, out_dir: str | os.PathLike,
+            checkpoint: str | None = None, meta: Mapping | None = None, fps: float | None = None,
+            frames: bool = True, root_images: RootImages | str = RootImages.PHOTOS, progress: bool = True) -> dict:
     """Predict every frame of ``input_path`` into ``out_dir`` (see the module docstring); returns the summary
     with ``files``. ``fps`` overrides the overlay videos' rate. Raises ``DatasetError`` for unreadable input."""
-    from tqdm import tqdm
-
     settings = build_eval_settings(cfg)
-    ckpt = load_checkpoint(checkpoint)
-    predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
-                                     settings=settings)
-    sequences = input_sequences(input_path, root_images=root_images)
     cs = settings.class_set
-    tc = TemporalConsistency(num_classes=cs.num_classes, size_wh=settings.tc_resize_wh)
-    with staged_outputs(out_dir, last=SUMMARY) as stage, \
-            tqdm(total=sum(s.num_frames for s in sequences), desc="predict", disable=not progress) as bar:
-        run = _Run(predictor, cs, stage, tc, frames, fps, bar)
-        entries = [predict_sequence(run, seq) for seq in sequences]
-        summary = _summary(cfg, checkpoint=checkpoint, ckpt=ckpt, input_path=input_path, entries=entries, tc=tc,
-                           settings=settings)
-        write_json(stage / SUMMARY, summary)
     out_dir = Path(out_dir)
-    files = dict(summary=str(out_dir / SUMMARY), overlays=[str(out_dir / e["overlay"]) for e in entries])
+    with staged_dir(out_dir, last=SUMMARY) as stage, \
+            footage_input(input_path, root_images=root_images, scratch_beside=out_dir) as (index, sequences):
+        dataset = inference_dataset(index, resize=settings.resize_wh, mean=cfg["data"]["mean"], std=cfg["data"]["std"],
+                                    all_frames=True, keep_frames=True)
+        photos = [name for name, info in sequences.items() if info.kind is Kind.PHOTO]
+        evaluators = DatasetEvaluators([
+            PredictionWriter(stage, class_set=cs, sequences=sequences, fps=fps, save_frames=frames),
+            TemporalEvaluator(num_classes=cs.num_classes, size_wh=settings.tc_resize_wh, skip=photos)])
+        results = inference_on_dataset(make_predictor(model, settings), dataset, evaluators,
+                                       num_workers=settings.num_workers, progress="predict" if progress else None)
+        summary = _summary(results, input_path=input_path, checkpoint=checkpoint, meta=meta, settings=settings)
+        write_json(stage / SUMMARY, summary)
+    files = dict(summary=str(out_dir / SUMMARY), overlays=[str(out_dir / e["overlay"]) for e in summary["sequences"]])
     if frames:
         files.update(colour=str(out_dir / "colour"), train_ids=str(out_dir / "train_ids"))
     _print_summary(summary, out_dir)
     return dict(summary, files=files)
 
 
-def _summary(cfg: Mapping, *, checkpoint: str, ckpt: dict, input_path, entries: list[dict], tc: TemporalConsistency,
-             settings) -> dict:
-    summary = dict(input=str(input_path), checkpoint=str(checkpoint), selection=checkpoint_selection(ckpt["meta"]),
+def _summary(results: dict, *, input_path, checkpoint: str | None, meta: Mapping | None, settings) -> dict:
+    entries = results["outputs"]
+    summary = dict(input=str(input_path), checkpoint=str(checkpoint), selection=checkpoint_selection(meta),
                    class_set=settings.class_set.name, inference=settings.inference_summary(),
                    frames=sum(e["frames"] for e in entries), sequences=entries)
-    if tc.pairs:
-        results = tc.evaluate()
-        per_sequence = {r["sequence"]: r for r in results["per_sequence"]}
+    tc = results["temporal"]
+    if tc["pairs"]:
+        per_sequence = {r["sequence"]: r for r in tc["per_sequence"]}
         for entry in entries:
             entry["temporal_consistency"] = per_sequence.get(entry["sequence"])
-        summary.update(temporal_consistency=results["overall"],
-                       temporal_consistency_resolution=tc_resolution(results["resolution"]))
+        summary.update(temporal_consistency=tc["overall"], temporal_consistency_resolution=tc_resolution(tc["resolution"]))
     return summary
 
 

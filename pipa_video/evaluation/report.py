@@ -11,20 +11,20 @@ import fractions
 import json
 import math
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from pipa_video.atomic import atomic_path, atomic_write_text, publish, staged_dir, temp_path
 from pipa_video.data.classes import ClassSet
-from pipa_video.data.index import atomic_path, atomic_write_text, file_mode
 from pipa_video.data.io import write_png
+from pipa_video.errors import writing
+
+staged_outputs = staged_dir  # the former name: predict stages its outputs beside OUT
 
 UNKNOWN = "unknown"
 OVERLAY_ALPHA = 0.5  # weight of the class colours in an overlay
@@ -279,7 +279,7 @@ class OverlayVideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size_wh = tuple(int(s) for s in size_wh)
-        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+        self._tmp = temp_path(self.path, keep_suffix=True)
         fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 10.0
         self.fps = fractions.Fraction(fps).limit_denominator(1001)
         try:
@@ -308,9 +308,8 @@ class OverlayVideoWriter:
             raise RuntimeError(f"no frames were written to {self.path}")
         self._container.mux(self._stream.encode())  # flush the encoder's delayed frames
         self._container.close()
-        os.chmod(self._tmp, file_mode())
-        os.replace(self._tmp, self.path)
-        return self.path
+        with writing(self.path):
+            return publish(self._tmp, self.path)
 
     def abort(self) -> None:
         try:
@@ -327,58 +326,6 @@ class OverlayVideoWriter:
             self.close()
         else:
             self.abort()
-
-
-# --- outputs published whole -----------------------------------------------------------------------
-PARTIAL = ".partial-"  # <parent>/.<out name>.partial-<pid>-<random>: a run's outputs before publishing
-
-
-def _remove_stale_partials(out_dir: Path) -> None:
-    """Partial output folders of runs whose process is gone (killed before publishing)."""
-    for stale in out_dir.parent.glob(f".{out_dir.name}{PARTIAL}*"):
-        pid = stale.name[len(f".{out_dir.name}{PARTIAL}"):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def staged_outputs(out_dir: str | os.PathLike, *, last: str | None = None) -> Iterator[Path]:
-    """A fresh folder beside ``out_dir`` to write a run's outputs into. When the block succeeds each
-    entry is moved into ``out_dir`` (``last``, e.g. the summary, at the end), replacing an entry of the
-    same name and leaving other files alone; when it fails the folder is removed and ``out_dir`` is
-    untouched, so a failed run leaves nothing half-written."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out_dir)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}{PARTIAL}{os.getpid()}-"))
-    try:
-        yield stage
-        out_dir.mkdir(exist_ok=True)
-        entries = sorted(stage.iterdir(), key=lambda e: e.name == last)
-        for entry in entries:
-            _replace_entry(entry, out_dir / entry.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _replace_entry(new: Path, target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 # --- whole reports -------------------------------------------------------------------------------

@@ -1,46 +1,40 @@
-"""What the ``pipa-video eval | tc-report`` commands run (``predict``: ``evaluation.predict``).
+"""What ``pipa-video eval | tc-report`` run, on a model they are given.
 
-The config is translated in one place (``build_eval_settings``); the model is built and loaded from
-a checkpoint in one place (``load_model``) and wrapped in a ``Predictor`` (resize, normalise,
-whole/slide inference with test-time augmentation, arg-max at the frame or label size). Everything
-else (``evaluate_dataset``, the metric, temporal consistency, the reports) takes plain objects, so
-tests and the engine's periodic evaluation can inject a model or a dataset.
+Evaluation never reads a checkpoint: the CLI and the demo restore the segmentor with
+``engine.checkpoint.load_segmentor`` (which owns the format and the compatibility checks) and pass
+the model with its checkpoint path and ``meta``; the trainer's periodic validation passes its live
+model. The config's ``evaluation`` section is read in one place (``build_eval_settings``); the split
+is read through the training code's index and dataset classes (``data.build``); one pass of the one
+inference loop (``loop.inference_on_dataset``) feeds every evaluator: mIoU under a protocol (overall
+and per condition) and, with ``temporal``, flicker and flow-warped consistency over every frame of
+each sequence.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
-import cv2
-import numpy as np
 import torch
-import torch.distributed as torch_dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
-from pipa_video.config import size_wh
+from pipa_video.config import ConfigError
+from pipa_video.data.build import build_eval_dataset
 from pipa_video.data.classes import ClassSet, Rider, get_class_set
-from pipa_video.data.index import DatasetError, FrameIndex, load_index
-from pipa_video.data.io import VideoFrameReader, read_frame, read_train_ids
-from pipa_video.evaluation.inference import InferenceMode, ModelFn, predict_labels
-from pipa_video.data.build import check_index_class_set, worker_init
-from pipa_video.evaluation.conditions import ConditionScorer, key_conditions, report_conditions
-from pipa_video.evaluation.metrics import Protocol, SegEvaluator
+from pipa_video.data.index import FrameIndex
+from pipa_video.evaluation.conditions import key_conditions, report_conditions
+from pipa_video.evaluation.evaluator import DatasetEvaluators, SemSegEvaluator, TemporalEvaluator
+from pipa_video.evaluation.inference import InferenceMode
+from pipa_video.evaluation.loop import (SINGLE_PROCESS, Comm, InferenceSettings, Predictor, PredictorLike,
+                                        SavedPredictions, inference_on_dataset)
+from pipa_video.evaluation.metrics import Protocol
 from pipa_video.evaluation.report import (ReportContext, checkpoint_selection, format_table, per_class_frame,
                                           write_eval_report, write_tc_report)
-from pipa_video.evaluation.temporal import TemporalConsistency
-from pipa_video.models.checkpoint import (CheckpointError, load_state_dict_strict,  # CheckpointError: re-exported
-                                          read_checkpoint)
 
-DATASET_SECTIONS = ("source", "target", "val", "test")
-CHECKPOINT_KEYS = ("model", "config", "meta")
 TC_PROTOCOL = "temporal consistency (DIS optical flow, preset medium, forward-backward check)"
-PREDICTION_NAME = "{frame:06d}.png"  # <predictions_dir>/<sequence>/<frame:06d>.png, train ids
-
-# model_builder(cfg, num_classes) -> a segmentor with .inference(img) -> logits.
-ModelBuilder = Callable[[Mapping, int], nn.Module]
+LAYOUT_FPS = {"cityscapes_seq": 17.0, "cityscapes": 17.0}  # Cordts et al. 2016: 17 Hz video
 
 
 # --- config -> settings --------------------------------------------------------------------------
@@ -50,124 +44,45 @@ class EvalSettings:
 
     class_set: ClassSet
     protocol: Protocol
-    mode: InferenceMode
-    resize_wh: tuple[int, int] | None
+    inference: InferenceSettings
+    resize_wh: tuple[int, int] | None  # the network input's (w, h); None = the frame's own size
     tc_resize_wh: tuple[int, int] | None  # temporal consistency's (w, h); None = the predictions' size
-    window: tuple[int, int]
-    stride: tuple[int, int]
-    flip: bool
-    scales: tuple[float, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     device: str
     num_workers: int
 
-    def make_evaluator(self) -> SegEvaluator:
-        """A fresh evaluator over this class set's reported classes under this protocol."""
-        cs = self.class_set
-        return SegEvaluator(num_classes=cs.num_classes, eval_ids=cs.eval_ids, protocol=self.protocol,
-                            class_names=cs.names)
-
     def inference_summary(self) -> dict:
-        summary = dict(mode=self.mode.value, resize=self.resize_wh, flip=self.flip, scales=list(self.scales))
-        if self.mode is InferenceMode.SLIDE:
-            summary.update(window=self.window, stride=self.stride)
+        s = self.inference
+        summary = dict(mode=s.mode.value, resize=self.resize_wh, flip=s.flip, scales=list(s.scales))
+        if s.mode is InferenceMode.SLIDE:
+            summary.update(window=s.window, stride=s.stride)
         return summary
 
 
+def _size_wh(value, *, key: str) -> tuple[int, int] | None:
+    """None, or ``value`` as two positive ints (w, h); a ConfigError naming ``key`` otherwise."""
+    if value is None:
+        return None
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ConfigError(f"{key}: expected two positive ints (w, h) or None, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
 def build_eval_settings(cfg: Mapping, *, protocol: str | None = None) -> EvalSettings:
-    """The one place where the ``evaluation`` (and data normalisation) config is read."""
+    """The one place where the ``evaluation`` config is read."""
     ev = cfg["evaluation"]
     resize = ev["resize"]
+    inference = InferenceSettings(mode=InferenceMode.parse(ev["mode"]), window=tuple(int(v) for v in ev["window"]),
+                                  stride=tuple(int(v) for v in ev["stride"]), flip=bool(ev["flip"]),
+                                  scales=tuple(float(s) for s in ev["scales"]))
     return EvalSettings(
-        class_set=get_class_set(cfg["class_set"]),
-        protocol=Protocol.parse(protocol or ev["protocol"]),
-        mode=InferenceMode.parse(ev["mode"]),
-        resize_wh=tuple(int(v) for v in resize) if resize else None,
-        tc_resize_wh=size_wh(ev["tc_resize"], key="evaluation.tc_resize"),  # checked again: cfg may be edited
-        window=tuple(int(v) for v in ev["window"]),
-        stride=tuple(int(v) for v in ev["stride"]),
-        flip=bool(ev["flip"]),
-        scales=tuple(float(s) for s in ev["scales"]),
-        mean=tuple(float(v) for v in cfg["data"]["mean"]),
-        std=tuple(float(v) for v in cfg["data"]["std"]),
-        device=cfg["runtime"]["device"],
-        num_workers=int(cfg["data"]["num_workers"]),
-    )
+        class_set=get_class_set(cfg["class_set"]), protocol=Protocol.parse(protocol or ev["protocol"]),
+        inference=inference, resize_wh=tuple(int(v) for v in resize) if resize else None,
+        tc_resize_wh=_size_wh(ev["tc_resize"], key="evaluation.tc_resize"),  # checked again: cfg may be edited
+        device=cfg["runtime"]["device"], num_workers=int(cfg["data"]["num_workers"]))
 
 
-def split_index(cfg: Mapping, split: str) -> FrameIndex:
-    """The frame index of ``data.<split>``; errors name the key or the missing directory."""
-    if split not in DATASET_SECTIONS:
-        raise ValueError(f"unknown split {split!r}; expected one of {list(DATASET_SECTIONS)}")
-    section = cfg["data"][split]
-    if not section["index"]:
-        raise DatasetError(f"data.{split}.index is not set: point it at an index directory written by "
-                           f"data_tools/prepare_<dataset>.py (or pass --cfg-options data.{split}.index=DIR)")
-    index_dir = Path(section["index"])
-    if not index_dir.is_dir():
-        raise DatasetError(f"data.{split}.index: directory {index_dir} does not exist")
-    index = load_index(index_dir, root=section["root"])
-    check_index_class_set(index, cfg, key=f"data.{split}.index")
-    return index
-
-
-# --- checkpoint -> model -------------------------------------------------------------------------
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A pipa-video checkpoint for evaluation: ``read_checkpoint`` (weights only) + the keys it needs."""
-    ckpt = read_checkpoint(path)
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: lacks {missing}; expected a dict with {list(CHECKPOINT_KEYS)} "
-                              f"as written by the pipa-video engine")
-    return ckpt
-
-
-def _model_types(config: Mapping) -> tuple[str | None, str | None]:
-    model = config.get("model") or {}
-    return (model.get("backbone") or {}).get("type"), (model.get("decode_head") or {}).get("type")
-
-
-def check_checkpoint_compatible(ckpt: dict, cfg: Mapping, *, path: str | os.PathLike) -> None:
-    """Class set (and number of classes) and model types of the checkpoint must match the config."""
-    trained = ckpt["meta"].get("class_set") or ckpt["config"].get("class_set")
-    try:
-        trained_set = get_class_set(trained)
-    except KeyError:
-        raise CheckpointError(f"checkpoint {path} records an unknown class set {trained!r}") from None
-    wanted = get_class_set(cfg["class_set"])
-    if trained_set.name != wanted.name:
-        raise CheckpointError(
-            f"checkpoint {path} was trained for class set {trained_set.name} ({trained_set.num_classes} classes), "
-            f"config asks for {wanted.name} ({wanted.num_classes})")
-    got, want = _model_types(ckpt["config"]), _model_types(cfg)
-    if got != want:
-        raise CheckpointError(
-            f"checkpoint {path} holds a model with backbone {got[0]!r} and decode head {got[1]!r}, the config "
-            f"asks for backbone {want[0]!r} and decode head {want[1]!r} (model.backbone.type, model.decode_head.type)")
-
-
-def load_weights_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, path: str | os.PathLike) -> None:
-    """Strict load; on failure the error lists missing, unexpected and mis-shaped keys."""
-    load_state_dict_strict(model, state_dict, source=f"checkpoint {path}", target="the model built from the config")
-
-
-def default_model_builder(cfg: Mapping, num_classes: int) -> nn.Module:
-    from pipa_video.models import build_segmentor
-
-    return build_segmentor(cfg["model"], num_classes=num_classes)
-
-
-def load_model(cfg: Mapping, ckpt: dict, *, path: str | os.PathLike,
-               model_builder: ModelBuilder | None = None) -> nn.Module:
-    """Build the segmentor from the config and load the checkpoint's weights into it (eval mode)."""
-    check_checkpoint_compatible(ckpt, cfg, path=path)
-    model = (model_builder or default_model_builder)(cfg, get_class_set(cfg["class_set"]).num_classes)
-    load_weights_strict(model, ckpt["model"], path=path)
-    return model.eval()
-
-
-def _device(preference: str) -> torch.device:
+def inference_device(preference: str) -> torch.device:
+    """``runtime.device`` for a single-process command: auto = CUDA when available."""
     if preference == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("runtime.device='cuda' but torch sees no CUDA device")
     if preference == "cpu" or not torch.cuda.is_available():
@@ -175,89 +90,41 @@ def _device(preference: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-# --- prediction ----------------------------------------------------------------------------------
-class Predictor:
-    """Frames or normalised batches -> arg-max train ids, with the configured inference."""
-
-    def __init__(self, model_fn: ModelFn, *, settings: EvalSettings, device: torch.device | str = "cpu") -> None:
-        self.model_fn = model_fn
-        self.settings = settings
-        self.device = torch.device(device)
-        self._mean = torch.tensor(settings.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(settings.std).view(1, 3, 1, 1)
-
-    @classmethod
-    def from_model(cls, model: nn.Module, *, settings: EvalSettings) -> "Predictor":
-        device = _device(settings.device)
-        model = model.to(device).eval()
-        return cls(model.inference, settings=settings, device=device)
-
-    @torch.inference_mode()
-    def predict_batch(self, img: torch.Tensor, *, out_size: Sequence[int]) -> torch.Tensor:
-        """(B, H, W) int64 train ids on the CPU of a normalised batch (B, 3, h, w)."""
-        s = self.settings
-        labels = predict_labels(self.model_fn, img.to(self.device, torch.float32), mode=s.mode, window=s.window,
-                                stride=s.stride, flip=s.flip, scales=s.scales, out_size=tuple(out_size))
-        return labels.cpu()
-
-    def normalise(self, frames_rgb: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 frames of one size -> (B, 3, h, w) float, resized to ``evaluation.resize``."""
-        if self.settings.resize_wh is not None:
-            frames_rgb = [cv2.resize(f, self.settings.resize_wh, interpolation=cv2.INTER_LINEAR) for f in frames_rgb]
-        img = torch.from_numpy(np.stack(frames_rgb)).permute(0, 3, 1, 2).float()
-        return (img - self._mean) / self._std
-
-    def predict_frames(self, frames_rgb: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """uint8 (H, W) train ids at each frame's own size (frames of one batch share a size)."""
-        sizes = {f.shape[:2] for f in frames_rgb}
-        if len(sizes) != 1:
-            raise ValueError(f"frames of one batch must share a size, got {sorted(sizes)}")
-        labels = self.predict_batch(self.normalise(frames_rgb), out_size=sizes.pop())
-        return list(labels.numpy().astype(np.uint8))
+def make_predictor(model: nn.Module, settings: EvalSettings, *, device: torch.device | str | None = None) -> Predictor:
+    """``model`` with the configured inference, on ``device`` (default: ``runtime.device``)."""
+    return Predictor(model, settings=settings.inference,
+                     device=device if device is not None else inference_device(settings.device))
 
 
-# --- evaluation ----------------------------------------------------------------------------------
-def _rank_and_world() -> tuple[int, int]:
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        return torch_dist.get_rank(), torch_dist.get_world_size()
-    return 0, 1
+# --- one pass over a split -------------------------------------------------------------------------
+def split_evaluators(settings: EvalSettings, dataset: Dataset, *, miou: bool = True, temporal: bool = False,
+                     comm: Comm = SINGLE_PROCESS) -> DatasetEvaluators:
+    """mIoU (per condition where the index records conditions) and/or temporal consistency."""
+    evaluators = []
+    if miou:
+        evaluators.append(SemSegEvaluator(class_set=settings.class_set, protocol=settings.protocol,
+                                          conditions=key_conditions(dataset),
+                                          reduce_sum=comm.reduce_sum if comm.distributed else None))
+    if temporal:
+        evaluators.append(TemporalEvaluator(num_classes=settings.class_set.num_classes, size_wh=settings.tc_resize_wh,
+                                            gather_objects=comm.gather_objects if comm.distributed else None))
+    return DatasetEvaluators(evaluators)
 
 
-def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks; NCCL only reduces CUDA tensors."""
-    device = torch.device("cuda", torch.cuda.current_device()) if torch_dist.get_backend() == "nccl" else "cpu"
-    tensor = tensor.to(device)
-    torch_dist.all_reduce(tensor)
-    return tensor.cpu()
+def run_split(predictor: PredictorLike, dataset: Dataset, settings: EvalSettings, *, miou: bool = True,
+              temporal: bool = False, comm: Comm = SINGLE_PROCESS, items: Sequence[int] | None = None,
+              progress: str | None = None) -> dict:
+    """One pass of the inference loop over ``dataset``: ``{"sem_seg": ..., "temporal": ...}`` as asked.
 
-
-def evaluate_dataset(predictor: Predictor, dataset: Dataset, *, evaluator: SegEvaluator, num_workers: int = 0,
-                     rank: int = 0, world_size: int = 1, reduce_fn=None, progress: bool = True) -> dict:
-    """Run ``predictor`` over the labelled key frames of ``dataset`` (clip samples) and evaluate.
-
-    Frames are sharded ``rank::world_size`` (no padding, so no frame counts twice) and the confusion
-    matrices summed with ``reduce_fn`` when ``world_size > 1``; ACDC / Dark Zurich add ``per_condition``.
+    The dataset holds every frame (``build_eval_dataset(all_frames=True, keep_frames=True)``) when
+    ``temporal``; mIoU then scores its labelled frames. Every rank returns the whole split's results.
     """
-    from tqdm import tqdm
-
-    items = range(rank, len(dataset), world_size)
-    loader = DataLoader(Subset(dataset, items), batch_size=1, num_workers=num_workers, worker_init_fn=worker_init)
-    scorer = ConditionScorer(evaluator, key_conditions(dataset))
-    skipped = 0
-    for item, sample in zip(items, tqdm(loader, desc="evaluate", disable=not progress or rank != 0)):
-        if not bool(sample["has_label"][0, 0]):
-            skipped += 1  # a key frame without ground truth cannot be scored
-            continue
-        label = sample["label"][:, 0]
-        pred = predictor.predict_batch(sample["img"][:, 0], out_size=label.shape[-2:])
-        scorer.process(item, pred, label)
-    if world_size > 1:
-        scorer.sum_across_ranks(reduce_fn or _all_reduce_sum)
-    if evaluator.num_images == 0:
-        raise DatasetError(f"no labelled key frame to evaluate ({skipped} unlabelled ones skipped)")
-    return scorer.evaluate()
+    evaluators = split_evaluators(settings, dataset, miou=miou, temporal=temporal, comm=comm)
+    return inference_on_dataset(predictor, dataset, evaluators, comm=comm, items=items, by_sequence=temporal,
+                                num_workers=settings.num_workers, progress=progress)
 
 
+# --- report context ----------------------------------------------------------------------------------
 def protocol_notes(*, protocol: Protocol, rider: str, class_set: ClassSet, selection: str, split: str) -> list[str]:
     """Warnings a reader of the number needs: mismatched rider rule, selection on the evaluated split."""
     notes = []
@@ -273,7 +140,7 @@ def protocol_notes(*, protocol: Protocol, rider: str, class_set: ClassSet, selec
 
 
 def _context(*, settings: EvalSettings, protocol: str, split: str, index: FrameIndex, checkpoint: str | None,
-             meta: dict | None, extra_notes: Sequence[str] = (), resolution: str | None = None) -> ReportContext:
+             meta: Mapping | None, extra_notes: Sequence[str] = (), resolution: str | None = None) -> ReportContext:
     selection = checkpoint_selection(meta) if checkpoint else "none (saved predictions)"
     notes = list(extra_notes)
     if protocol in {p.value for p in Protocol}:
@@ -287,68 +154,11 @@ def _context(*, settings: EvalSettings, protocol: str, split: str, index: FrameI
         inference=settings.inference_summary() if checkpoint else {}, resolution=resolution, notes=notes)
 
 
-def default_dataset_builder(cfg: Mapping, split: str) -> Dataset:
-    from pipa_video.data.build import build_eval_dataset
-
-    return build_eval_dataset(cfg, split)
-
-
-def evaluate(cfg: Mapping, *, checkpoint: str, out_dir: str | os.PathLike | None, protocol: str | None = None,
-             split: str = "val", model_builder: ModelBuilder | None = None,
-             dataset_builder: Callable[[Mapping, str], Dataset] | None = None, progress: bool = True) -> dict:
-    """``pipa-video eval``: mIoU of a checkpoint on ``data.<split>``; writes the report to ``out_dir``."""
-    settings = build_eval_settings(cfg, protocol=protocol)
-    index = split_index(cfg, split)
-    ckpt = load_checkpoint(checkpoint)
-    predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
-                                     settings=settings)
-    dataset = (dataset_builder or default_dataset_builder)(cfg, split)
-    rank, world_size = _rank_and_world()
-    cs = settings.class_set
-    evaluator = settings.make_evaluator()
-    results = evaluate_dataset(predictor, dataset, evaluator=evaluator, num_workers=settings.num_workers,
-                               rank=rank, world_size=world_size, progress=progress)
-    context = _context(settings=settings, protocol=settings.protocol.value, split=split, index=index,
-                       checkpoint=checkpoint, meta=ckpt["meta"])
-    files = {}
-    if rank == 0:
-        if out_dir is not None:
-            files = write_eval_report(out_dir, results, context, class_set=cs)
-        print("\n".join(context.lines()))
-        print(format_table(per_class_frame(results)[lambda f: f["evaluated"]]))
-        print(f"mIoU {results['mIoU']:.2f} ({settings.protocol.value} protocol, {len(cs.eval_ids)} classes)")
-        files.update(report_conditions(out_dir, results, context))  # ACDC, Dark Zurich: per condition
-    return dict(results, context=asdict(context), files={k: str(v) for k, v in files.items()})
-
-
-# --- temporal consistency report -----------------------------------------------------------------
-def _sequence_rows(index: FrameIndex, max_sequences: int | None) -> Iterator[tuple[str, list[int]]]:
-    frames = index.frames
-    names = list(dict.fromkeys(frames["sequence"]))
-    if max_sequences is not None:
-        names = names[:max_sequences]
-    groups = frames.groupby("sequence", sort=False).indices
-    for name in names:
-        yield name, sorted(groups[name], key=lambda row: frames["frame"].iat[row])
-
-
-LAYOUT_FPS = {"cityscapes_seq": 17.0, "cityscapes": 17.0}  # Cordts et al. 2016: 17 Hz video
-
-
 def sequence_rates(index: FrameIndex) -> dict[str, float | None]:
     """Frames per second of each sequence: a footage video's measured rate, a layout's published one."""
     rates = {str(r["sequence"]): r.get("fps") for r in index.meta.videos.values()}
     default = LAYOUT_FPS.get(index.meta.layout)
     return {str(name): rates.get(str(name), default) for name in dict.fromkeys(index.frames["sequence"])}
-
-
-def saved_prediction(predictions_dir: str | os.PathLike, sequence: str, frame: int) -> np.ndarray:
-    path = Path(predictions_dir) / str(sequence) / PREDICTION_NAME.format(frame=int(frame))
-    if not path.is_file():
-        raise DatasetError(f"prediction {path} not found: --predictions must hold a train-id PNG "
-                           f"<sequence>/<frame:06d>.png for every frame of the split (predict writes them "
-                           f"to OUT/train_ids/)")
-    return read_train_ids(path)
 
 
 def tc_resolution(resolution: Mapping) -> str:
@@ -360,56 +170,100 @@ def tc_resolution(resolution: Mapping) -> str:
             f"predictions and labels with nearest neighbour")
 
 
-def tc_report(cfg: Mapping, *, out_dir: str | os.PathLike, checkpoint: str | None = None,
-              predictions_dir: str | None = None, split: str = "val", max_sequences: int | None = None,
-              model_builder: ModelBuilder | None = None, progress: bool = True) -> dict:
-    """``pipa-video tc-report``: temporal consistency over every frame of each sequence of a split.
-
-    Predictions come from ``checkpoint`` (run here) or from ``predictions_dir`` (``--predictions``: saved
-    train-id PNGs, e.g. ``predict``'s ``OUT/train_ids``). ``tc_over_time.png`` plots seconds from each
-    sequence's start where the rate is known (footage: measured at prepare time; Cityscapes: 17 fps).
-    """
-    from tqdm import tqdm
-
-    if (checkpoint is None) == (predictions_dir is None):
-        raise ValueError("tc-report needs exactly one of --checkpoint (run the model) or --predictions DIR "
-                         "(read saved <sequence>/<frame:06d>.png train-id predictions)")
-    settings = build_eval_settings(cfg)
-    index = split_index(cfg, split)
-    meta, predictor = None, None
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        meta = ckpt["meta"]
-        predictor = Predictor.from_model(load_model(cfg, ckpt, path=checkpoint, model_builder=model_builder),
-                                         settings=settings)
-    tc = TemporalConsistency(num_classes=settings.class_set.num_classes, size_wh=settings.tc_resize_wh)
-    videos = VideoFrameReader()
-    sequences = list(_sequence_rows(index, max_sequences))
-    bar = tqdm(total=sum(len(rows) for _, rows in sequences), desc="tc-report", disable=not progress)
-    for name, rows in sequences:
-        for row in rows:
-            path, frame_id = index.frame_source(row)
-            frame = read_frame(path, frame_id, videos)
-            if predictor is not None:
-                pred = predictor.predict_frames([frame])[0]
-            else:
-                pred = saved_prediction(predictions_dir, name, frame_id)
-            label_path = index.label_path(row)
-            label = read_train_ids(label_path) if label_path is not None else None
-            tc.process(frame, pred, label, sequence=name, frame=frame_id)
-            bar.update()
-    bar.close()
-    results = tc.evaluate()
-    notes = [] if checkpoint else [f"predictions read from {predictions_dir}"]
+def _tc_notes(results: dict, out_dir: str | os.PathLike) -> list[str]:
     gaps = [p["gap"] for p in results["pairs"] if p["gap"] is not None and p["gap"] != 1]
-    if gaps:  # the index skips frames: those pairs are further apart in time than consecutive frames
-        notes.append(f"{len(gaps)} of {len(results['pairs'])} frame pairs are not consecutive frames "
-                     f"(gaps {sorted(set(gaps))[:5]}); see the gap column of {Path(out_dir) / 'tc_pairs.csv'}")
-    context = _context(settings=settings, protocol=TC_PROTOCOL, split=split, index=index, checkpoint=checkpoint,
-                       meta=meta, extra_notes=notes, resolution=tc_resolution(results["resolution"]))
+    if not gaps:
+        return []
+    # the index skips frames: those pairs are further apart in time than consecutive frames
+    return [f"{len(gaps)} of {len(results['pairs'])} frame pairs are not consecutive frames "
+            f"(gaps {sorted(set(gaps))[:5]}); see the gap column of {Path(out_dir) / 'tc_pairs.csv'}"]
+
+
+# --- the commands ------------------------------------------------------------------------------------
+def _report_miou(results: dict, context: ReportContext, settings: EvalSettings, out_dir) -> dict:
+    files = write_eval_report(out_dir, results, context, class_set=settings.class_set) if out_dir is not None else {}
+    cs = settings.class_set
+    print("\n".join(context.lines()))
+    print(format_table(per_class_frame(results)[lambda f: f["evaluated"]]))
+    print(f"mIoU {results['mIoU']:.2f} ({settings.protocol.value} protocol, {len(cs.eval_ids)} classes)")
+    files.update(report_conditions(out_dir, results, context))  # ACDC, Dark Zurich: per condition
+    return files
+
+
+def _report_tc(results: dict, context: ReportContext, index: FrameIndex, out_dir) -> dict:
     files = write_tc_report(out_dir, results, context, fps=sequence_rates(index))
     o = results["overall"]
     print("\n".join(context.lines()))
     print(f"TC mIoU {o['tc_miou']:.2f}  agreement {o['agreement']:.2f}  flicker {o['flicker']:.2f}  "
           f"({o['sequences']} sequences, {o['pairs']} frame pairs)")
+    return files
+
+
+def _tc_context(results: dict, settings: EvalSettings, *, split: str, index: FrameIndex, checkpoint: str | None,
+                meta: Mapping | None, out_dir, extra: Sequence[str] = ()) -> ReportContext:
+    return _context(settings=settings, protocol=TC_PROTOCOL, split=split, index=index, checkpoint=checkpoint,
+                    meta=meta, extra_notes=[*extra, *_tc_notes(results, out_dir)],
+                    resolution=tc_resolution(results["resolution"]))
+
+
+def evaluate(cfg: Mapping, model: nn.Module, *, checkpoint: str | None = None, meta: Mapping | None = None,
+             out_dir: str | os.PathLike | None = None, protocol: str | None = None, split: str = "val",
+             temporal: bool = False, progress: bool = True) -> dict:
+    """``pipa-video eval``: mIoU of ``model`` on ``data.<split>`` and, with ``temporal``, its temporal
+    consistency over every frame of each sequence, in one pass; writes the reports to ``out_dir``.
+
+    ``checkpoint`` and ``meta`` say where the model came from (the report states its selection).
+    Returns the mIoU results with ``context``, ``files`` and, with ``temporal``, ``temporal``.
+    """
+    settings = build_eval_settings(cfg, protocol=protocol)
+    dataset = build_eval_dataset(cfg, split, all_frames=temporal, keep_frames=temporal)
+    results = run_split(make_predictor(model, settings), dataset, settings, temporal=temporal,
+                        progress="evaluate" if progress else None)
+    miou = results["sem_seg"]
+    context = _context(settings=settings, protocol=settings.protocol.value, split=split, index=dataset.index,
+                       checkpoint=checkpoint, meta=meta)
+    files = _report_miou(miou, context, settings, out_dir)
+    out = dict(miou, context=asdict(context))
+    if temporal:
+        tc = results["temporal"]
+        tc_context = _tc_context(tc, settings, split=split, index=dataset.index, checkpoint=checkpoint, meta=meta,
+                                 out_dir=out_dir or ".")
+        if out_dir is not None:
+            files.update({f"tc_{k}": v for k, v in _report_tc(tc, tc_context, dataset.index, out_dir).items()})
+        out["temporal"] = dict(tc, context=asdict(tc_context))
+    return dict(out, files={k: str(v) for k, v in files.items()})
+
+
+def tc_report(cfg: Mapping, model: nn.Module | None = None, *, out_dir: str | os.PathLike,
+              checkpoint: str | None = None, meta: Mapping | None = None, predictions_dir: str | None = None,
+              split: str = "val", max_sequences: int | None = None, progress: bool = True) -> dict:
+    """``pipa-video tc-report``: temporal consistency over every frame of each sequence of a split.
+
+    Predictions come from ``model`` (run here) or from ``predictions_dir`` (``--predictions``: saved
+    train-id PNGs, e.g. ``predict``'s ``OUT/train_ids``). ``tc_over_time.png`` plots seconds from each
+    sequence's start where the rate is known (footage: measured at prepare time; Cityscapes: 17 fps).
+    """
+    if (model is None) == (predictions_dir is None):
+        raise ValueError("tc-report needs exactly one of --checkpoint (run the model) or --predictions DIR "
+                         "(read saved <sequence>/<frame:06d>.png train-id predictions)")
+    settings = build_eval_settings(cfg)
+    dataset = build_eval_dataset(cfg, split, all_frames=True, keep_frames=True)
+    predictor = make_predictor(model, settings) if model is not None else SavedPredictions(predictions_dir)
+    results = run_split(predictor, dataset, settings, miou=False, temporal=True,
+                        items=_first_sequences(dataset, max_sequences),
+                        progress="tc-report" if progress else None)["temporal"]
+    notes = [] if model is not None else [f"predictions read from {predictions_dir}"]
+    context = _tc_context(results, settings, split=split, index=dataset.index,
+                          checkpoint=checkpoint if model is not None else None, meta=meta, out_dir=out_dir,
+                          extra=notes)
+    files = _report_tc(results, context, dataset.index, out_dir)
     return dict(results, context=asdict(context), files={k: str(v) for k, v in files.items()})
+
+
+def _first_sequences(dataset, max_sequences: int | None) -> list[int] | None:
+    """The items of the first ``max_sequences`` sequences (all when None)."""
+    if max_sequences is None:
+        return None
+    sequences = dataset.key_frame_table()["sequence"].astype(str)
+    keep = set(list(dict.fromkeys(sequences))[:max_sequences])
+    return [i for i, name in enumerate(sequences) if name in keep]

@@ -252,6 +252,17 @@ class TemporalConsistency:
         self.pairs.append(row)
         return row
 
+    def state(self) -> dict:
+        """What ``evaluate`` reads, as picklable values: to gather the sequences of several ranks."""
+        return dict(sequences=dict(self.sequences), pairs=list(self.pairs), computed_wh=list(self.computed_wh))
+
+    def load_state(self, state: dict) -> None:
+        """Replace what was processed by ``state`` (e.g. ``merge_states`` of every rank's)."""
+        self.reset()
+        self.sequences = dict(state["sequences"])
+        self.pairs = list(state["pairs"])
+        self.computed_wh = dict.fromkeys(tuple(wh) for wh in state["computed_wh"])
+
     def evaluate(self) -> dict:
         """``overall`` and ``per_sequence`` ratios (flicker, agreement, tc_miou, ...), ``pairs`` and
         ``resolution``: the requested ``size_wh`` (None: the predictions' size) and every (w, h) computed at."""
@@ -267,3 +278,14 @@ class TemporalConsistency:
         resolution = dict(size_wh=None if self.size_wh is None else list(self.size_wh),
                           computed_wh=[list(wh) for wh in self.computed_wh])
         return dict(overall=overall, per_sequence=per_sequence, pairs=list(self.pairs), resolution=resolution)
+
+
+def merge_states(states: list[dict], *, order: dict[str, int]) -> dict:
+    """One ``TemporalConsistency.state`` from several ranks' (each holding whole sequences), sequences and
+    pairs in ``order`` (sequence -> its first position in the dataset)."""
+    sequences = {name: seq for state in states for name, seq in state["sequences"].items()}
+    names = sorted(sequences, key=lambda name: order.get(name, len(order)))
+    rank = {name: i for i, name in enumerate(names)}
+    pairs = sorted((p for state in states for p in state["pairs"]), key=lambda p: rank[p["sequence"]])
+    sizes = dict.fromkeys(tuple(wh) for state in states for wh in state["computed_wh"])
+    return dict(sequences={n: sequences[n] for n in names}, pairs=pairs, computed_wh=list(sizes))

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 from torch import Tensor, nn
 
 from pipa_video.config import ConfigError
+from pipa_video.errors import PipaError
 from pipa_video.models.backbones import build_backbone
 from pipa_video.models.heads import build_decode_head
 from pipa_video.models.hrda import HRDASegmentor, HRDASettings
@@ -21,21 +22,30 @@ def _get(cfg: Mapping, dotted: str) -> Any:
     return node
 
 
-def build_segmentor(model_cfg: Mapping, *, num_classes: int) -> Segmentor | HRDASegmentor:
+def _get_or(cfg: Mapping, dotted: str, default: Any) -> Any:
+    """A key added after configs were saved (a checkpoint's config may lack it): its schema default."""
+    try:
+        return _get(cfg, dotted)
+    except ConfigError:
+        return default
+
+
+def build_segmentor(model_cfg: Mapping, *, num_classes: int, load_pretrained: bool = True) -> Segmentor | HRDASegmentor:
     """Backbone (random init, or ImageNet weights from ``model.backbone.pretrained``) + decode head,
-    wrapped in HRDA when ``model.type='hrda'`` (:func:`build_hrda`)."""
-    backbone = build_backbone(
-        _get(model_cfg, "backbone.type"),
-        pretrained=_get(model_cfg, "backbone.pretrained"),
-        drop_path_rate=float(_get(model_cfg, "backbone.drop_path_rate")),
-    )
+    wrapped in HRDA when ``model.type='hrda'`` (:func:`build_hrda`).
+
+    ``load_pretrained=False`` skips the ImageNet weights (a model built to load a checkpoint into:
+    the checkpoint overwrites them, and the file need not exist where the checkpoint is used).
+    """
+    backbone = _backbone(model_cfg, pretrained=_get(model_cfg, "backbone.pretrained") if load_pretrained else None)
     head = build_decode_head(
         _get(model_cfg, "decode_head.type"),
         in_channels=[info["num_chs"] for info in backbone.feature_info],
         num_classes=num_classes,
         channels=int(_get(model_cfg, "decode_head.channels")),
         dropout=float(_get(model_cfg, "decode_head.dropout")),
-        channels_last=bool(_get(model_cfg, "decode_head.channels_last")),
+        channels_last=bool(_get_or(model_cfg, "decode_head.channels_last", False)),
+        norm=_get_or(model_cfg, "decode_head.norm", "batch"),
     )
     segmentor = Segmentor(backbone=backbone, decode_head=head, num_classes=num_classes)
     if model_cfg.get("type", "encoder_decoder") == "hrda":
@@ -58,6 +68,20 @@ def build_hrda(segmentor: Segmentor, hrda_cfg: Mapping) -> HRDASegmentor:
         return HRDASegmentor.from_segmentor(segmentor, settings=hrda_settings(hrda_cfg))
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def _backbone(model_cfg: Mapping, *, pretrained: str | None, drop_path_rate: float | None = None) -> nn.Module:
+    """The ``model.backbone`` section as a backbone (``models.backbones.build_backbone``)."""
+    try:
+        return build_backbone(
+            _get(model_cfg, "backbone.type"), pretrained=pretrained,
+            drop_path_rate=float(_get(model_cfg, "backbone.drop_path_rate") if drop_path_rate is None else drop_path_rate),
+            kwargs=_get_or(model_cfg, "backbone.kwargs", {}),
+            pyramid_channels=int(_get_or(model_cfg, "backbone.pyramid_channels", 256)))
+    except PipaError:
+        raise  # a missing or mismatched weights file keeps its own kind (CheckpointError) and text
+    except ValueError as err:  # an unknown name, kwargs for a MiT, a timm model without four strides
+        raise ConfigError(f"model.backbone: {err}") from err
 
 
 class FrozenBackbone(nn.Module):
@@ -90,5 +114,4 @@ def build_imagenet_backbone(model_cfg: Mapping) -> FrozenBackbone:
     if pretrained is None:
         raise ConfigError("model.backbone.pretrained: the ImageNet feature distance needs ImageNet weights; "
                           "set it or switch the loss off (uda.feature_distance.weight=0)")
-    backbone = build_backbone(_get(model_cfg, "backbone.type"), pretrained=pretrained, drop_path_rate=0.0)
-    return FrozenBackbone(backbone)
+    return FrozenBackbone(_backbone(model_cfg, pretrained=pretrained, drop_path_rate=0.0))

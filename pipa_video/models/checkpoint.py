@@ -10,27 +10,24 @@ MiT weights come in three layouts, told apart by their first patch-embedding key
   (1x1 / depthwise / 1x1 convs), ``layers.{s}.2.weight``; usually under ``state_dict`` with a
   ``backbone.`` prefix.
 
-Loading is all or nothing: :func:`load_backbone_weights` raises :class:`CheckpointError` listing every
+Reading the file is ``pipa_video.checkpoint_io.read_checkpoint`` (weights only). Loading is all or nothing: :func:`load_backbone_weights` raises :class:`CheckpointError` listing every
 missing, unexpected and wrongly shaped key rather than loading part of a checkpoint.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import tempfile
-from contextvars import ContextVar
 from enum import Enum
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 
-# The package's only checkpoint error (pipa_video.errors); engine.checkpoint and evaluation.runner
-# re-export it too, so one ``except CheckpointError`` catches them all.
-from pipa_video.errors import CheckpointError, writing
+# Reading and writing files is ``pipa_video.checkpoint_io`` (the one torch.load / torch.save);
+# re-exported here for the backbone loaders and the conversion tool.
+from pipa_video.checkpoint_io import (CheckpointError, pickle_loading, read_checkpoint,  # noqa: F401
+                                      save_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -57,63 +54,6 @@ _LAYOUT_MARKERS = {
     MiTLayout.OFFICIAL: "patch_embed1.proj.weight",
     MiTLayout.MMSEG: "layers.0.0.projection.weight",
 }
-
-
-# ----------------------------------------------------------------------------------------- reading
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
-_PICKLE_MAGIC = b"\x80"  # the legacy format: a pickle (protocol >= 2)
-_ALLOW_PICKLE: ContextVar[bool] = ContextVar("pipa_video_allow_pickle", default=False)
-
-
-@contextlib.contextmanager
-def pickle_loading(allowed: bool) -> Iterator[None]:
-    """Inside, ``read_checkpoint`` unpickles arbitrary objects when ``allowed`` (the CLI's ``--allow-pickle``)."""
-    token = _ALLOW_PICKLE.set(allowed)
-    try:
-        yield
-    finally:
-        _ALLOW_PICKLE.reset(token)
-
-
-def read_checkpoint(path: str | os.PathLike, *, allow_pickle: bool | None = None,
-                    map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
-    """The package's one ``torch.load``: a checkpoint file as a dict, tensors and plain values only.
-
-    ``weights_only=True`` unless ``allow_pickle`` (default: inside ``pickle_loading(True)``, which
-    ``--allow-pickle`` sets): unpickling arbitrary objects can run code from the file. ``mmap=True``
-    maps tensors lazily. Raises ``CheckpointError`` naming the file for a missing, foreign, corrupt or
-    truncated file, and for one that needs unpickling when that is not allowed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint " + ("is a directory, expected a file" if path.is_dir()
-                                                        else "not found"))
-    trusted = _ALLOW_PICKLE.get() if allow_pickle is None else allow_pickle
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
-    except Exception as err:  # noqa: BLE001  (torch raises many types for a foreign or damaged file)
-        raise CheckpointError(_unreadable(path, err)) from err
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict")
-    return dict(obj)
-
-
-def _unreadable(path: Path, err: Exception) -> str:
-    """Why ``torch.load`` failed on ``path``, as one line."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
-        return f"{path}: not a torch checkpoint (expected a file written by torch.save; it starts with {head!r})"
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if found:
-        return (f"{path}: holds Python objects other than tensors and plain values ({found.group(1)}); expected "
-                "a weights-only checkpoint (unpickling can run code from the file: pass --allow-pickle only "
-                "if you trust it)")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    reason = next((line for line in lines if "error" in line.lower() and "Weights only" not in line),
-                  lines[0] if lines else type(err).__name__)
-    return f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {reason[:200]})"
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, Any], *, source: str) -> dict[str, Tensor]:
@@ -337,12 +277,17 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, *, prefix: 
     """Load a local checkpoint into a backbone, all keys or none.
 
     The model's ``filter_checkpoint`` (if it has one) maps foreign layouts onto its own keys first.
+    Keys under the model's ``NEW_LAYERS`` prefixes (layers it adds that ImageNet weights lack, e.g. a
+    plain ViT's feature pyramid) keep their fresh initialisation and may not be in the file.
     """
     state = read_state_dict(path, prefix=prefix, allow_pickle=allow_pickle)
     filter_fn = getattr(model, "filter_checkpoint", None)
     if filter_fn is not None:
         state = filter_fn(state)
-    load_state_dict_strict(model, state, source=str(path), target=type(model).__name__)
+    new = tuple(getattr(model, "NEW_LAYERS", ()))
+    expected = {k: v for k, v in model.state_dict().items() if not (new and k.startswith(new))}
+    check_state_dict(expected, state, source=str(path), target=type(model).__name__)
+    model.load_state_dict(state, strict=False)  # check_state_dict has rejected every other difference
     logger.info("loaded %d tensors from %s into %s", len(state), path, type(model).__name__)
 
 
@@ -355,49 +300,6 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor], *, sou
         state = {k[len("module."):]: v for k, v in state.items()}
     check_state_dict(model.state_dict(), state, source=source, target=target)
     model.load_state_dict(state, strict=False)  # check_state_dict has rejected every other difference
-
-
-# ----------------------------------------------------------------------------------------- writing
-FILE_MODE = 0o644  # mkstemp creates 0600; checkpoints are meant to be shared
-
-
-def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file in the destination folder, fsync, rename over ``path``.
-
-    The one checkpoint writer of the package (converted backbones, training checkpoints): a crash
-    leaves either the old file or the new one, never half of one. A failed write (disk full,
-    read-only, permission) raises ``WriteError`` naming ``path``; its temp file is removed.
-    """
-    path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    fsync_dir(path.parent)
-    return path
-
-
-def fsync_dir(directory: Path) -> None:
-    """Persist a rename (directory entry); not possible on every platform, hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _listing(keys: list[str], *, limit: int = MAX_LISTED_KEYS) -> str:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipa_video.models.norm import NormKind, norm_layer
+
 DAFORMER_DILATIONS = (1, 6, 12, 18)
 CLASSIFIER_INIT_STD = 0.01  # mmseg's BaseDecodeHead initialises conv_seg with N(0, 0.01)
 
@@ -69,17 +71,19 @@ def to_layout(x: Tensor, nhwc: bool) -> Tensor:
 
 
 class ConvBNReLU(nn.Module):
-    """Conv (no bias) -> BatchNorm -> ReLU: mmcv's ``ConvModule`` with BN and ReLU.
+    """Conv (no bias) -> norm -> ReLU: mmcv's ``ConvModule`` with a norm (``batch``: BN, as DAFormer) and ReLU.
 
-    Works in the layout it is given (a 1x1 conv on a channels-last input runs as a matmul).
+    ``norm`` is ``models.norm``'s name (``batch``, ``syncbatch``, ``group``); the layer keeps the name
+    ``bn`` whatever it is, so checkpoints of the default keep their keys. Works in the layout it is
+    given (a 1x1 conv on a channels-last input runs as a matmul).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0,
-                 dilation: int = 1, groups: int = 1) -> None:
+                 dilation: int = 1, groups: int = 1, norm: str = NormKind.BATCH.value) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
                               groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = norm_layer(norm, out_channels)
         self.activate = nn.ReLU(inplace=True)
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
 
@@ -90,11 +94,11 @@ class ConvBNReLU(nn.Module):
 class DepthwiseSeparableConvBNReLU(nn.Module):
     """Dilated depthwise 3x3 conv-BN-ReLU then pointwise 1x1 conv-BN-ReLU (mmcv's module of that name)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, dilation: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, dilation: int, norm: str = NormKind.BATCH.value) -> None:
         super().__init__()
         self.depthwise_conv = ConvBNReLU(in_channels, in_channels, 3, padding=dilation, dilation=dilation,
-                                         groups=in_channels)
-        self.pointwise_conv = ConvBNReLU(in_channels, out_channels, 1)
+                                         groups=in_channels, norm=norm)
+        self.pointwise_conv = ConvBNReLU(in_channels, out_channels, 1, norm=norm)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise_conv(self.depthwise_conv(x))
@@ -123,19 +127,19 @@ class ASPPFusion(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: int, *, dilations: Sequence[int] = DAFORMER_DILATIONS,
-                 separable: bool = True) -> None:
+                 separable: bool = True, norm: str = NormKind.BATCH.value) -> None:
         super().__init__()
         self.aspp_modules = nn.ModuleList(
-            [self._branch(in_channels, channels, dilation=d, separable=separable) for d in dilations])
-        self.bottleneck = ConvBNReLU(len(dilations) * channels, channels, 3, padding=1)
+            [self._branch(in_channels, channels, dilation=d, separable=separable, norm=norm) for d in dilations])
+        self.bottleneck = ConvBNReLU(len(dilations) * channels, channels, 3, padding=1, norm=norm)
 
     @staticmethod
-    def _branch(in_channels: int, channels: int, *, dilation: int, separable: bool) -> nn.Module:
+    def _branch(in_channels: int, channels: int, *, dilation: int, separable: bool, norm: str) -> nn.Module:
         if dilation == 1:
-            return ConvBNReLU(in_channels, channels, 1)
+            return ConvBNReLU(in_channels, channels, 1, norm=norm)
         if separable:
-            return DepthwiseSeparableConvBNReLU(in_channels, channels, dilation=dilation)
-        return ConvBNReLU(in_channels, channels, 3, padding=dilation, dilation=dilation)
+            return DepthwiseSeparableConvBNReLU(in_channels, channels, dilation=dilation, norm=norm)
+        return ConvBNReLU(in_channels, channels, 3, padding=dilation, dilation=dilation, norm=norm)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bottleneck(torch.cat([branch(x) for branch in self.aspp_modules], dim=1))
@@ -187,12 +191,13 @@ class DAFormerHead(_DecodeHead):
 
     def __init__(self, *, in_channels: Sequence[int], num_classes: int, channels: int = 256,
                  embed_dim: int | None = None, dilations: Sequence[int] = DAFORMER_DILATIONS,
-                 separable: bool = True, dropout: float = 0.1, channels_last: bool = True) -> None:
+                 separable: bool = True, dropout: float = 0.1, channels_last: bool = True,
+                 norm: str = NormKind.BATCH.value) -> None:
         super().__init__(channels=channels, num_classes=num_classes, dropout=dropout, channels_last=channels_last)
         embed_dim = channels if embed_dim is None else embed_dim  # DAFormer: both 256
         self.embed_layers = nn.ModuleList([MLPEmbed(c, embed_dim) for c in in_channels])
         self.fuse_layer = ASPPFusion(embed_dim * len(in_channels), channels, dilations=dilations,
-                                     separable=separable)
+                                     separable=separable, norm=norm)
 
     def nhwc(self, x: Tensor) -> bool:
         return self.channels_last and x.device.type in CHANNELS_LAST_DEVICES
@@ -215,10 +220,11 @@ class SegFormerHead(_DecodeHead):
     """
 
     def __init__(self, *, in_channels: Sequence[int], num_classes: int, channels: int = 256,
-                 dropout: float = 0.1, channels_last: bool = True, fold_fuse: bool = True) -> None:
+                 dropout: float = 0.1, channels_last: bool = True, fold_fuse: bool = True,
+                 norm: str = NormKind.BATCH.value) -> None:
         super().__init__(channels=channels, num_classes=num_classes, dropout=dropout, channels_last=channels_last)
         self.embed_layers = nn.ModuleList([MLPEmbed(c, channels) for c in in_channels])
-        self.fuse_layer = ConvBNReLU(channels * len(in_channels), channels, 1)
+        self.fuse_layer = ConvBNReLU(channels * len(in_channels), channels, 1, norm=norm)
         self.fold_fuse = fold_fuse
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -249,8 +255,9 @@ HEAD_NAMES: tuple[str, ...] = tuple(h.value for h in HeadName)
 
 
 def build_decode_head(name: str, *, in_channels: Sequence[int], num_classes: int, channels: int,
-                      dropout: float, channels_last: bool = True) -> _DecodeHead:
+                      dropout: float, channels_last: bool = True, norm: str = NormKind.BATCH.value) -> _DecodeHead:
+    """A decode head by name; ``norm`` is every conv's normalisation (``models.norm``: batch, syncbatch, group)."""
     if name not in HEAD_NAMES:
         raise ValueError(f"unknown decode head {name!r}; expected one of {list(HEAD_NAMES)}")
     return _HEADS[HeadName(name)](in_channels=in_channels, num_classes=num_classes, channels=channels,
-                                  dropout=dropout, channels_last=channels_last)
+                                  dropout=dropout, channels_last=channels_last, norm=norm)

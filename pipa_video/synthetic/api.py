@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from pipa_video.atomic import atomic_write_bytes
 from pipa_video.data.index import DatasetError
 from pipa_video.synthetic.camera import draw_camera
 from pipa_video.synthetic.plan import Job, job_rng, plan_jobs
@@ -20,7 +21,7 @@ from pipa_video.synthetic.scene import draw_street
 from pipa_video.synthetic.spec import SOURCE_DIR, TARGET_CITIES, TARGET_DIR, Domain, SyntheticSpec
 from pipa_video.synthetic.street import build_scene
 from pipa_video.synthetic.style import SOURCE_STYLE, STYLES, TARGET_STYLE
-from pipa_video.synthetic.writers import write_bytes, write_frame
+from pipa_video.synthetic.writers import write_frame
 
 GENERATOR_VERSION = 1
 INFO_FILE = "SYNTHETIC_INFO.json"
@@ -61,7 +62,7 @@ def make_synthetic(root: str | os.PathLike, *, seed: int = 0, spec: SyntheticSpe
     root = Path(root)
     _clear_previous(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_bytes(root / IN_PROGRESS_FILE, b"generation started; SYNTHETIC_INFO.json is written last\n")
+    atomic_write_bytes(root / IN_PROGRESS_FILE, b"generation started; SYNTHETIC_INFO.json is written last\n")
     jobs = plan_jobs(spec, seed=seed)
     workers = min(workers or min(2, os.cpu_count() or 1), len(jobs))
     kwargs = dict(seed=seed, spec=spec, root=str(root))
@@ -72,7 +73,7 @@ def make_synthetic(root: str | os.PathLike, *, seed: int = 0, spec: SyntheticSpe
     else:
         n_files = sum(run_job(job, city_index=ci, **kwargs) for job, ci in jobs)
     info = _info(spec, seed=seed, jobs=[j for j, _ in jobs], n_files=n_files)
-    write_bytes(root / INFO_FILE, json.dumps(info, indent=2).encode())
+    atomic_write_bytes(root / INFO_FILE, json.dumps(info, indent=2).encode())
     (root / IN_PROGRESS_FILE).unlink()
     return root
 

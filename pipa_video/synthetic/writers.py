@@ -6,14 +6,13 @@ come from ``pipa_video.data.sources.layouts``, which the readers parse.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from io import BytesIO
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from pipa_video.atomic import atomic_write_bytes
 from pipa_video.data.classes import VIPER_PALETTE
 from pipa_video.data.index import DatasetError
 from pipa_video.data.io import write_png
@@ -42,35 +41,12 @@ def write_frame(job: Job, n: int, image: np.ndarray, classes: np.ndarray, *, lab
     return 1 + int(labelled)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_image(path: Path, rgb: np.ndarray) -> None:
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix == ".jpg" else []
     ok, buf = cv2.imencode(path.suffix, rgb[..., ::-1], params)
     if not ok:
         raise DatasetError(f"cannot encode {path}")
-    write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 _VIPER_PALETTE_FLAT = [c for rgb in VIPER_PALETTE for c in rgb]
@@ -84,5 +60,5 @@ def _write_palette_png(path: Path, ids: np.ndarray) -> None:
     image.putpalette(_VIPER_PALETTE_FLAT)
     buf = BytesIO()
     image.save(buf, format="PNG")
-    write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 

@@ -66,7 +66,7 @@ def build_method(cfg: Mapping, *, gather: Gather | None = None) -> SelfTrainingM
     terms = build_terms(cfg, gather=gather)
     proj_dims = {head: dim for term in terms for head, dim in term.heads().items()}
     student = StudentNet(segmentor=build_segmentor(cfg["model"], num_classes=class_set.num_classes),
-                         proj_dims=proj_dims)
+                         proj_dims=proj_dims, norm=cfg["model"]["projection"]["norm"])
     settings = base_settings(cfg)
     if settings.method is Method.SELF_TRAINING:
         warning = ema_horizon_warning(max_alpha=cfg["uda"]["ema_alpha"], iters=cfg["schedule"]["iters"])

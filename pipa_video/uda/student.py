@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 from torch import Tensor, nn
 
 from pipa_video.models.hrda import Box, HRDAOutput, HRDASegmentor
+from pipa_video.models.norm import norm_parameters
 from pipa_video.models.projection import ProjectionHead
 from pipa_video.models.segmentor import SegOutput, Segmentor
 
@@ -60,14 +61,15 @@ class StudentOutput:
 
 
 class StudentNet(nn.Module):
-    def __init__(self, *, segmentor: Segmentor | HRDASegmentor, proj_dims: Mapping[Head, int]) -> None:
+    def __init__(self, *, segmentor: Segmentor | HRDASegmentor, proj_dims: Mapping[Head, int],
+                 norm: str = "batch") -> None:
         super().__init__()
         self.segmentor = segmentor
         unknown = set(map(Head, proj_dims)) - set(HEAD_ORDER)
         if unknown:
             raise ValueError(f"unknown projection heads {sorted(unknown)}")
         self.heads = nn.ModuleDict({
-            head.value: ProjectionHead(in_channels=segmentor.feature_channels, proj_dim=proj_dims[head])
+            head.value: ProjectionHead(in_channels=segmentor.feature_channels, proj_dim=proj_dims[head], norm=norm)
             for head in HEAD_ORDER if head in proj_dims
         })
 
@@ -121,8 +123,7 @@ class StudentNet(nn.Module):
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         """The backbone's normalisation parameters: DAFormer trains them without weight decay."""
-        norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-        return [p for m in self.segmentor.backbone.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)]
+        return norm_parameters(self.segmentor.backbone)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = self.segmentor.param_groups()

@@ -63,12 +63,12 @@ def test_a_class_synthia_lacks_is_ignored_not_background(indexes):
 
 def test_the_synthia_void_pixels_get_no_gradient(indexes):
     """The step's source cross-entropy on a mixed batch: zero gradient at SYNTHIA's void band (and any 255)."""
-    from pipa_video.uda.step import _upsampled_ce
+    from pipa_video.uda.hrda_loss import cross_entropy
 
     batch = batches(config(indexes), 4)[-1]
     label = batch["label"][:, 0]
     logits = torch.randn(label.shape[0], CS19.num_classes, *label.shape[-2:], requires_grad=True)
-    _upsampled_ce(logits, label).backward()
+    cross_entropy(logits, label).backward()
     grad = logits.grad.abs().sum(1)
     assert (grad[label == IGNORE_INDEX] == 0).all() and (grad[label != IGNORE_INDEX] > 0).all()
     assert (label == IGNORE_INDEX).any()

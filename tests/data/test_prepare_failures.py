@@ -11,7 +11,8 @@ import pytest
 from pipa_video.config import validate
 from pipa_video.data import prepare as prepare_module
 from pipa_video.data.build import build_clip_dataset
-from pipa_video.data.index import DatasetError, replace_dir
+from pipa_video.atomic import replace_dir
+from pipa_video.data.index import DatasetError
 from pipa_video.data.prepare import DatasetWarning, main, prepare
 from pipa_video.errors import ExitCode
 from tests.data.fixtures import make_cityscapes_seq_tree, make_synthia_tree

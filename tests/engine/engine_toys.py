@@ -8,6 +8,7 @@ stream.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -18,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipa_video.engine.checkpoint import RunHeader
+
 IN_DIM, HIDDEN, NUM_CLASSES, BATCH = 4, 8, 3, 4
+TOY_HEADER = RunHeader(config={"class_set": "cityscapes19"}, class_set="cityscapes19", num_classes=19)
 
 
 class ToyNet(nn.Module):
@@ -54,6 +58,11 @@ class ToyMethod:
         self.fail_at = fail_at
         self.steps_seen = torch.zeros((), dtype=torch.long)
         self.autocast_seen: list[bool] = []
+        self.forward_context = contextlib.nullcontext
+
+    def set_forward_context(self, factory) -> None:
+        """The engine's precision context, entered around forwards only (interface 1)."""
+        self.forward_context = factory
 
     def to(self, device) -> "ToyMethod":
         self.student.to(device)
@@ -66,17 +75,19 @@ class ToyMethod:
     def train_step(self, source: dict, target: dict | None, *, iteration: int) -> dict[str, torch.Tensor]:
         if self.fail_at is not None and iteration == self.fail_at:
             raise KeyboardInterrupt(f"simulated crash at iteration {iteration}")
-        self.autocast_seen.append(torch.is_autocast_enabled())
         jitter = 1.0 + self.jitter * (random.random() + float(np.random.rand()))
         x = source["img"] * jitter + self.noise * torch.randn_like(source["img"])
-        logits, proj = self._forward(x, with_proj=True)
-        loss_src = F.cross_entropy(logits, source["label"]) + 0.1 * proj.pow(2).mean()
+        with self.forward_context():
+            self.autocast_seen.append(torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled())
+            logits, proj = self._forward(x, with_proj=True)
+            loss_src = F.cross_entropy(logits, source["label"]) + 0.1 * proj.pow(2).mean()
         loss_src.backward()
         losses = {"loss_src": loss_src.detach()}
         if target is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self.forward_context():
                 pseudo = self.teacher(target["img"]).argmax(1)
-            loss_tgt = 0.5 * F.cross_entropy(self._forward(target["img"]), pseudo)
+            with self.forward_context():
+                loss_tgt = 0.5 * F.cross_entropy(self._forward(target["img"]), pseudo)
             loss_tgt.backward()
             losses["loss_tgt"] = loss_tgt.detach()
         if self.nan_at is not None and iteration == self.nan_at:
@@ -139,8 +150,8 @@ def dist_worker(rank: int, world_size: int, port: int, out_dir: str, iters: int)
     """One torchrun-like process: collectives checks, then a DDP training run of the toy method."""
     from pipa_video.engine import dist as dist_utils
     from pipa_video.engine.optim import build_optimizer
+    from pipa_video.engine.build import make_trainer
     from pipa_video.engine.schedule import lr_schedule
-    from pipa_video.engine.trainer import Trainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
@@ -152,11 +163,11 @@ def dist_worker(rank: int, world_size: int, port: int, out_dir: str, iters: int)
         grad_method.wrap_student(lambda module: dist_utils.wrap_ddp(module, info.device))
         results["grads"] = first_step_gradients(grad_method, ranks=(info.rank,))
         method = ToyMethod(init_seed=0, dropout=0.0, noise=0.0, jitter=0.0)
-        trainer = Trainer(method=method, optimizer=_toy_optimizer(method, build_optimizer),
-                          lr_schedule=_toy_schedule(iters, lr_schedule),
-                          loaders_factory=toy_loaders_factory(seed=5, ranks=(info.rank,), disturb=False),
-                          work_dir=os.path.join(out_dir, "run"), config={"class_set": "cityscapes19"}, iters=iters,
-                          log_interval=1, checkpoint_interval=iters, eval_interval=0, amp=False, dist=info, seed=3)
+        trainer = make_trainer(method=method, optimizer=_toy_optimizer(method, build_optimizer),
+                               lr_schedule=_toy_schedule(iters, lr_schedule),
+                               loaders_factory=toy_loaders_factory(seed=5, ranks=(info.rank,), disturb=False),
+                               work_dir=os.path.join(out_dir, "run"), header=TOY_HEADER, iters=iters,
+                               log_interval=1, checkpoint_interval=iters, amp=False, dist=info, seed=3)
         summary = trainer.fit()
         torch.save({"results": results, "model": method.student.state_dict(), "summary_losses": summary["last_losses"],
                     "ddp_wrapped": type(method._forward).__name__},
@@ -196,14 +207,13 @@ def _toy_schedule(iters: int, lr_schedule):
 def single_process_reference(iters: int, ranks: tuple[int, ...], work_dir: str) -> dict:
     """The DDP run's equivalent in one process: the same steps on the concatenated batches."""
     from pipa_video.engine.optim import build_optimizer
+    from pipa_video.engine.build import make_trainer
     from pipa_video.engine.schedule import lr_schedule
-    from pipa_video.engine.trainer import Trainer
 
     method = ToyMethod(init_seed=0, dropout=0.0, noise=0.0, jitter=0.0)
-    trainer = Trainer(method=method, optimizer=_toy_optimizer(method, build_optimizer),
-                      lr_schedule=_toy_schedule(iters, lr_schedule),
-                      loaders_factory=toy_loaders_factory(seed=5, ranks=ranks, disturb=False), work_dir=work_dir,
-                      config={"class_set": "cityscapes19"}, iters=iters, log_interval=1, checkpoint_interval=iters,
-                      eval_interval=0, amp=False, seed=3)
+    trainer = make_trainer(method=method, optimizer=_toy_optimizer(method, build_optimizer),
+                           lr_schedule=_toy_schedule(iters, lr_schedule),
+                           loaders_factory=toy_loaders_factory(seed=5, ranks=ranks, disturb=False), work_dir=work_dir,
+                           header=TOY_HEADER, iters=iters, log_interval=1, checkpoint_interval=iters, amp=False, seed=3)
     trainer.fit()
     return method.student.state_dict()

@@ -36,7 +36,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    monkeypatch.setattr("torch.save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(_payload(2, 2.0), path)
     assert path.read_bytes() == before
@@ -44,10 +44,10 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_one_checkpoint_error_class_under_every_import_path():
-    from pipa_video.evaluation.runner import CheckpointError as EvalCheckpointError
+    from pipa_video.checkpoint_io import CheckpointError as IOCheckpointError
     from pipa_video.models.checkpoint import CheckpointError as ModelCheckpointError
 
-    assert CheckpointError is EvalCheckpointError is ModelCheckpointError
+    assert CheckpointError is IOCheckpointError is ModelCheckpointError
     assert issubclass(CheckpointError, ValueError)
 
 
@@ -104,8 +104,31 @@ def test_link_falls_back_to_a_copy(tmp_path, monkeypatch):
     def no_links(src, dst):
         raise OSError("hard links not supported")
 
-    monkeypatch.setattr(ckpt.os, "link", no_links)
+    monkeypatch.setattr("pipa_video.atomic.os.link", no_links)
     manager = CheckpointManager(tmp_path, keep=1)
     manager.save_periodic(_payload(2, 2.0), iteration=2)
     assert load_checkpoint(manager.latest_path)["step"] == 2
     assert manager.latest_path.stat().st_ino != manager.iter_path(2).stat().st_ino
+
+
+def test_a_checkpoint_is_run_without_the_imagenet_weights_its_config_names(tmp_path):
+    """eval / predict build the segmentor for a checkpoint: model.backbone.pretrained is never read."""
+    from pipa_video.config import validate
+    from pipa_video.engine.checkpoint import load_segmentor
+    from pipa_video.models import build_segmentor
+
+    model_cfg = {"backbone": {"type": "mit_demo", "pretrained": str(tmp_path / "pretrained" / "mit_b5.pth")},
+                 "decode_head": {"type": "segformer", "channels": 16}}
+    cfg = validate({"class_set": "viper15", "model": model_cfg})
+    torch.manual_seed(1)
+    trained = build_segmentor({**cfg["model"], "backbone": {**cfg["model"]["backbone"], "pretrained": None}},
+                              num_classes=15)
+    path = save_checkpoint({"model": trained.state_dict(), "config": cfg.to_dict(),
+                            "meta": make_meta(class_set="viper15", num_classes=15, iteration=3, selection="last")},
+                           tmp_path / "m.pth")
+    restored = load_segmentor(cfg, path)  # the ImageNet file does not exist
+    for key, value in trained.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[key], value), key
+    assert restored.meta["iteration"] == 3 and restored.path == str(path)
+    with pytest.raises(CheckpointError, match="mit_b5.pth: checkpoint not found"):
+        build_segmentor(cfg["model"], num_classes=15)  # training does read it, and names it

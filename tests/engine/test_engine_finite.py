@@ -4,17 +4,14 @@ import math
 
 import pytest
 import torch
-from engine_toys import ToyMethod, toy_loaders_factory
+from engine_toys import TOY_HEADER, ToyMethod, toy_loaders_factory
 
 from pipa_video.engine.checkpoint import load_checkpoint
 from pipa_video.engine.finite import first_non_finite, named_float_tensors
 from pipa_video.engine.optim import build_optimizer
 from pipa_video.engine.schedule import lr_schedule
-from pipa_video.engine.trainer import Trainer
+from pipa_video.engine.build import make_trainer
 from pipa_video.errors import NonFiniteError
-
-CONFIG = {"class_set": "cityscapes19", "note": "toy"}
-
 
 def test_first_non_finite_names_the_first_bad_tensor_in_order():
     state = {"model": {"w": torch.ones(3), "steps": torch.tensor([1, 2])},
@@ -33,9 +30,9 @@ def _trainer(method, work_dir, *, iters=6, checkpoint_interval=2, log_interval=2
     optimizer = build_optimizer(method.student.param_groups(), lr=0.01, head_lr_mult=10.0, weight_decay=0.01,
                                 betas=(0.9, 0.999))
     schedule = lr_schedule(base_lr=0.01, iters=iters, warmup_iters=2, warmup_ratio=0.1, power=1.0, min_lr=0.0)
-    return Trainer(method=method, optimizer=optimizer, lr_schedule=schedule, loaders_factory=toy_loaders_factory(),
-                   work_dir=work_dir, config=CONFIG, iters=iters, log_interval=log_interval,
-                   checkpoint_interval=checkpoint_interval, eval_interval=0, device="cpu", seed=1)
+    return make_trainer(method=method, optimizer=optimizer, lr_schedule=schedule, loaders_factory=toy_loaders_factory(),
+                        work_dir=work_dir, header=TOY_HEADER, iters=iters, log_interval=log_interval,
+                        checkpoint_interval=checkpoint_interval, seed=1)
 
 
 def _poison_teacher_after(method, iteration):

@@ -4,8 +4,7 @@ import torch
 
 from pipa_video.config import validate
 from pipa_video.engine.build import init_from_checkpoint
-from pipa_video.engine.checkpoint import make_meta, save_checkpoint
-from pipa_video.evaluation.runner import CheckpointError
+from pipa_video.engine.checkpoint import CheckpointError, check_compatible, load_checkpoint, make_meta, save_checkpoint
 from pipa_video.uda.build import build_method
 
 
@@ -53,3 +52,20 @@ def test_a_missing_checkpoint_is_named(tmp_path):
     cfg = _cfg(load_from=str(tmp_path / "nope.pth"))
     with pytest.raises(CheckpointError, match="nope.pth: checkpoint not found"):
         init_from_checkpoint(build_method(cfg), cfg)
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda cfg: cfg.update(class_set="cityscapes19"), r"class set viper15 \(15 classes\), config asks for cityscapes19"),
+    (lambda cfg: cfg["model"]["backbone"].update(type="mit_b0"), r"backbone 'mit_demo'.*model.backbone.type"),
+    (lambda cfg: cfg["model"].update(type="hrda"), r"a single-scale segmentor, the config asks for "
+                                                   r"an HRDA one \(model.type\)"),
+], ids=["class_set", "backbone", "hrda"])
+def test_load_from_and_resume_run_the_same_check(tmp_path, change, named):
+    """One check for both: the trainer's resume check is check_compatible bound to the config by the builder."""
+    _, path = _save(tmp_path, _cfg("source_only"))
+    wanted = _cfg("self_training", load_from=str(path)).to_dict()
+    change(wanted)
+    with pytest.raises(CheckpointError, match=named):
+        check_compatible(load_checkpoint(path, require=("model",)), wanted, path=path)  # what resume runs
+    with pytest.raises(CheckpointError, match=named):
+        init_from_checkpoint(build_method(_cfg("self_training", load_from=str(path))), validate(wanted))

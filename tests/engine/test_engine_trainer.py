@@ -1,3 +1,4 @@
+import contextlib
 import csv
 
 import numpy as np
@@ -6,24 +7,29 @@ import torch
 from engine_toys import ToyMethod, toy_loaders_factory
 
 from pipa_video.config import validate
-from pipa_video.engine.checkpoint import CheckpointError, load_checkpoint
+from pipa_video.engine.build import build_trainer, make_trainer, run_header
+from pipa_video.engine.checkpoint import CheckpointError, RunHeader, check_compatible, load_checkpoint
 from pipa_video.engine.dist import DistInfo
+from pipa_video.engine.hooks import CheckpointHook, EvalHook, LoggerHook, NonFiniteHook
 from pipa_video.engine.optim import build_optimizer
 from pipa_video.engine.schedule import lr_schedule
-from pipa_video.engine.trainer import NonFiniteLossError, Trainer, build_trainer, move_to_device
+from pipa_video.engine.trainer import NonFiniteLossError, move_to_device
+from pipa_video.evaluation.loop import eval_mode
 
 CONFIG = {"class_set": "cityscapes19", "note": "toy"}
+HEADER = RunHeader(config=CONFIG, class_set="cityscapes19", num_classes=19)
 
 
 def _trainer(method, work_dir, *, iters=4, checkpoint_interval=2, eval_interval=0, evaluate_fn=None,
-             log_interval=1, seed=11, config=CONFIG, device="cpu"):
+             log_interval=1, seed=11, header=HEADER, device="cpu", check=None, **options):
     optimizer = build_optimizer(method.student.param_groups(), lr=0.01, head_lr_mult=10.0, weight_decay=0.01,
                                 betas=(0.9, 0.999))
     schedule = lr_schedule(base_lr=0.01, iters=iters, warmup_iters=2, warmup_ratio=0.1, power=1.0, min_lr=0.0)
-    return Trainer(method=method, optimizer=optimizer, lr_schedule=schedule,
-                   loaders_factory=toy_loaders_factory(seed=5), work_dir=work_dir, config=config, iters=iters,
-                   log_interval=log_interval, checkpoint_interval=checkpoint_interval, eval_interval=eval_interval,
-                   evaluate_fn=evaluate_fn, amp=True, device=device, seed=seed)
+    return make_trainer(method=method, optimizer=optimizer, lr_schedule=schedule,
+                        loaders_factory=toy_loaders_factory(seed=5), work_dir=work_dir, header=header, iters=iters,
+                        log_interval=log_interval, checkpoint_interval=checkpoint_interval,
+                        eval_interval=eval_interval, evaluate_fn=evaluate_fn, amp=True,
+                        dist=DistInfo(device=torch.device(device)), seed=seed, check=check, **options)
 
 
 def _rng_consuming_eval(model):
@@ -57,7 +63,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
 
     resumed = ToyMethod(init_seed=123)  # different initial weights: everything must come from the checkpoint
     resumed_trainer = _trainer(resumed, tmp_path / "resumed", eval_interval=2, evaluate_fn=_rng_consuming_eval)
-    summary = resumed_trainer.fit(resume=True)
+    summary = resumed_trainer.fit(resume=resumed_trainer.checkpoints.resume_path(True))
     resumed.optimizer = resumed_trainer.optimizer
     assert summary["start_iteration"] == 2 and summary["iterations"] == 4
     assert int(resumed.steps_seen) == 4
@@ -120,8 +126,9 @@ def test_best_checkpoint_logs_and_meta(tmp_path):
     calls = []
 
     def evaluate(model):
-        calls.append(model.training)
-        return {"mIoU": next(scores), "aAcc": 90.0, "per_class": [1.0, 2.0]}
+        with eval_mode(model):  # what the evaluation loop does around its pass
+            calls.append(model.training)
+            return {"mIoU": next(scores), "aAcc": 90.0, "per_class": [1.0, 2.0]}
 
     method = ToyMethod(init_seed=0)
     summary = _trainer(method, tmp_path, iters=6, eval_interval=2, log_interval=2, evaluate_fn=evaluate).fit()
@@ -154,16 +161,22 @@ def test_resume_keeps_the_best_found_before_the_crash(tmp_path):
     evaluate = lambda model: {"mIoU": next(scores)}  # noqa: E731
     with pytest.raises(KeyboardInterrupt):
         _trainer(ToyMethod(init_seed=0, fail_at=3), tmp_path, iters=6, eval_interval=2, evaluate_fn=evaluate).fit()
-    _trainer(ToyMethod(init_seed=0), tmp_path, iters=6, eval_interval=2, evaluate_fn=evaluate).fit(resume=True)
+    trainer = _trainer(ToyMethod(init_seed=0), tmp_path, iters=6, eval_interval=2, evaluate_fn=evaluate)
+    trainer.fit(resume=tmp_path / "latest.pth")
     assert load_checkpoint(tmp_path / "best.pth")["meta"]["metrics"]["mIoU"] == 55.0
 
 
 def test_resume_errors(tmp_path):
     with pytest.raises(CheckpointError, match="latest.pth: not found, so there is nothing to resume in"):
-        _trainer(ToyMethod(init_seed=0), tmp_path).fit(resume=True)
+        _trainer(ToyMethod(init_seed=0), tmp_path).checkpoints.resume_path(True)
     _trainer(ToyMethod(init_seed=0), tmp_path).fit()
-    with pytest.raises(CheckpointError, match="class set 'cityscapes19', the config asks for 'synthia16'"):
-        _trainer(ToyMethod(init_seed=0), tmp_path, config={"class_set": "synthia16"}).fit(resume=True)
+    other = validate({"class_set": "synthiaseq12"})
+    trainer = _trainer(ToyMethod(init_seed=0), tmp_path, check=lambda ckpt, path: check_compatible(ckpt, other,
+                                                                                                   path=path))
+    with pytest.raises(CheckpointError, match=r"trained for class set cityscapes19 \(19 classes\), config asks for "
+                                              r"synthiaseq12 \(12\) \(class_set\)"):
+        trainer.fit(resume=tmp_path / "latest.pth")
+    assert trainer.method.student.training and load_checkpoint(tmp_path / "latest.pth")["step"] == 4
 
 
 def test_setup_errors_name_the_problem(tmp_path):
@@ -171,15 +184,15 @@ def test_setup_errors_name_the_problem(tmp_path):
     optimizer = build_optimizer(method.student.param_groups(), lr=0.01, head_lr_mult=10.0, weight_decay=0.0,
                                 betas=(0.9, 0.999))
     common = dict(method=method, optimizer=optimizer, loaders_factory=toy_loaders_factory(), work_dir=tmp_path,
-                  config=CONFIG, iters=4, log_interval=1, checkpoint_interval=2, eval_interval=0)
+                  iters=4, log_interval=1, checkpoint_interval=2)
     with pytest.raises(ValueError, match=r"lr_schedule has shape \(3,\), expected \(4,\)"):
-        Trainer(lr_schedule=np.ones(3), **common)
+        make_trainer(lr_schedule=np.ones(3), **common)
     with pytest.raises(ValueError, match="checkpoint_interval must be >= 1"):
-        Trainer(lr_schedule=np.ones(4), **{**common, "checkpoint_interval": 0})
+        make_trainer(lr_schedule=np.ones(4), **{**common, "checkpoint_interval": 0})
     with pytest.raises(RuntimeError, match="move the method to the device"):
-        Trainer(lr_schedule=np.ones(4), device="cuda", **common).fit()
+        make_trainer(lr_schedule=np.ones(4), dist=DistInfo(device=torch.device("cuda")), **common).fit()
     with pytest.raises(ValueError, match="lr_mult"):
-        Trainer(lr_schedule=np.ones(4), **{**common, "optimizer": torch.optim.SGD(method.student.parameters(), 0.1)})
+        make_trainer(lr_schedule=np.ones(4), **{**common, "optimizer": torch.optim.SGD(method.student.parameters(), 0.1)})
 
 
 def test_bad_losses_and_metrics_are_reported(tmp_path):
@@ -203,9 +216,12 @@ def test_build_trainer_reads_the_config(tmp_path):
                                 "eval_interval": 4}})
     method = ToyMethod(init_seed=0)
     trainer = build_trainer(cfg, method=method, loaders_factory=toy_loaders_factory(), work_dir=tmp_path,
-                            dist=DistInfo())
-    assert trainer.iters == 8 and trainer.checkpoint_interval == 4 and trainer.eval_interval == 4
-    assert trainer.checkpoints.keep == 1 and trainer.seed == 4
+                            dist=DistInfo(), evaluate_fn=lambda model: {"mIoU": 1.0})
+    intervals = {type(h): getattr(h, "interval", None) for h in trainer.hooks}
+    assert intervals[CheckpointHook] == 4 and intervals[EvalHook] == 4 and intervals[LoggerHook] == 2
+    assert type(trainer.hooks[0]) is NonFiniteHook  # the state is checked before anything is logged or saved
+    assert trainer.iters == 8 and trainer.checkpoints.keep == 1 and trainer.seed == 4
+    assert trainer.header == run_header(cfg) and trainer.header.class_set == "cityscapes19"
     assert trainer.lr_schedule[2] == pytest.approx(0.02 * (1 - 2 / 8))
     assert {g["name"]: g["lr_mult"] for g in trainer.optimizer.param_groups} == {"backbone": 1.0, "head": 10.0}
     trainer.fit()
@@ -217,11 +233,74 @@ def test_cuda_bf16_autocast_and_resume(tmp_path):
     device = "cuda:0"
     straight = ToyMethod(init_seed=0).to(device)
     _trainer(straight, tmp_path / "straight", device=device).fit()
-    assert all(straight.autocast_seen)  # amp=True autocasts on CUDA
+    assert all(straight.autocast_seen)  # amp=True autocasts the forwards on CUDA
     with pytest.raises(KeyboardInterrupt):
         _trainer(ToyMethod(init_seed=0, fail_at=2).to(device), tmp_path / "resumed", device=device).fit()
     resumed = ToyMethod(init_seed=9).to(device)
-    _trainer(resumed, tmp_path / "resumed", device=device).fit(resume=True)
+    _trainer(resumed, tmp_path / "resumed", device=device).fit(resume=tmp_path / "resumed" / "latest.pth")
     # a missing CUDA RNG restore would change the dropout masks: far beyond this tolerance
     for key, value in straight.student.state_dict().items():
         torch.testing.assert_close(value, resumed.student.state_dict()[key], rtol=0, atol=1e-6, msg=key)
+
+
+class _Recorder:
+    """A forward-context factory that records when it is entered and whether a backward ran inside."""
+
+    def __init__(self):
+        self.entered, self.inside = 0, False
+
+    @contextlib.contextmanager
+    def __call__(self):
+        self.entered += 1
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+
+def test_the_forward_context_wraps_forwards_and_never_a_backward(tmp_path):
+    """Interface 1, engine side: the trainer hands its factory to the method before the first step."""
+    recorder = _Recorder()
+    method = ToyMethod(init_seed=0)
+    backward_inside = []
+    original = torch.Tensor.backward
+
+    def spy_backward(self, *args, **kwargs):
+        backward_inside.append(recorder.inside)
+        return original(self, *args, **kwargs)
+
+    trainer = _trainer(method, tmp_path, iters=2, forward_context=recorder)
+    torch.Tensor.backward = spy_backward
+    try:
+        trainer.fit()
+    finally:
+        torch.Tensor.backward = original
+    assert method.forward_context is recorder and recorder.entered == 2 * 3  # per step: source, teacher, target
+    assert backward_inside == [False] * 4  # two backwards per step, both outside the context
+    assert isinstance(_trainer(method, tmp_path / "b").autocast_context(), contextlib.nullcontext)  # CPU: no autocast
+    cuda = _trainer(method, tmp_path / "c", device="cuda")
+    assert isinstance(cuda.autocast_context(), torch.autocast)  # CUDA + amp: bf16 autocast (not entered here)
+
+
+def test_a_method_without_set_forward_context_cannot_train_with_autocast(tmp_path):
+    class Legacy(ToyMethod):
+        set_forward_context = None  # a method from before interface 1
+
+    _trainer(Legacy(init_seed=0), tmp_path / "cpu", iters=2).fit()  # no autocast wanted: it trains
+    with pytest.raises(TypeError, match="Legacy has no set_forward_context"):
+        _trainer(Legacy(init_seed=0), tmp_path / "amp", iters=2, forward_context=_Recorder()).fit()
+
+
+def test_periodic_validation_reads_with_the_configs_workers(monkeypatch, tmp_path):
+    from pipa_video.engine import build as engine_build
+    from pipa_video.evaluation import runner
+
+    seen = {}
+    monkeypatch.setattr(engine_build, "build_eval_dataset", lambda cfg, split: f"dataset of {split}")
+    monkeypatch.setattr(runner, "run_split", lambda predictor, dataset, settings, comm: seen.update(
+        dataset=dataset, workers=settings.num_workers, device=predictor.device) or {"sem_seg": {"mIoU": 12.5}})
+    cfg = validate({"data": {"val": {"index": str(tmp_path)}, "num_workers": 3}, "runtime": {"device": "cpu"}})
+    evaluate = engine_build.val_evaluator(cfg, DistInfo())
+    assert evaluate(torch.nn.Linear(2, 2)) == {"mIoU": 12.5}
+    assert seen == {"dataset": "dataset of val", "workers": 3, "device": torch.device("cpu")}

@@ -12,8 +12,10 @@ from torch import nn
 
 from pipa_video.config import validate
 from pipa_video.data.classes import get_class_set
-from pipa_video.data.index import IndexMeta, load_index, write_index
-from pipa_video.data.io import read_rgb, read_train_ids, write_png
+from pipa_video.data.index import IndexMeta, write_index
+from pipa_video.data.io import write_png
+from pipa_video.engine.checkpoint import load_segmentor
+from pipa_video.engine.checkpoint import save_checkpoint as engine_save
 
 CLASS_SET = "viper15"
 FRAME_HW = (24, 32)
@@ -74,26 +76,6 @@ def make_index(base: Path, *, sequences=("seq_a", "seq_b"), frames=4, labelled_e
     return index_dir
 
 
-class IndexClips(torch.utils.data.Dataset):
-    """The clip contract (T=1) over the labelled frames of an index: a stand-in for build_eval_dataset."""
-
-    def __init__(self, index_dir):
-        self.index = load_index(index_dir)
-        self.rows = [i for i in range(len(self.index.frames)) if self.index.frames["labelled"].iat[i]]
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        row = self.rows[i]
-        rgb = torch.from_numpy(read_rgb(self.index.image_path(row))).permute(2, 0, 1).float()
-        img = (rgb - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-        label = torch.from_numpy(read_train_ids(self.index.label_path(row))).long()
-        return dict(img=img[None], label=label[None], has_label=torch.tensor([True]),
-                    meta=dict(dataset="tiny", sequence=self.index.frames["sequence"].iat[row],
-                              frames=[int(self.index.frames["frame"].iat[row])], offsets=[0]))
-
-
 def make_cfg(index_dir=None, **evaluation):
     return validate(dict(
         class_set=CLASS_SET,
@@ -106,8 +88,13 @@ def make_cfg(index_dir=None, **evaluation):
 
 def save_checkpoint(path, model, cfg, **meta):
     meta = dict(dict(class_set=CLASS_SET, iteration=100), **meta)
-    torch.save(dict(model=model.state_dict(), config=cfg.to_dict(), meta=meta), path)
+    engine_save(dict(model=model.state_dict(), config=cfg.to_dict(), meta=meta), path)
     return str(path)
+
+
+def restore(cfg, ckpt, *, swap=None):
+    """The checkpoint's stand-in segmentor, read and checked by the engine as the CLI does."""
+    return load_segmentor(cfg, ckpt, builder=palette_builder(swap))
 
 
 def palette_builder(swap=None):

@@ -2,15 +2,16 @@
 import numpy as np
 import pandas as pd
 import pytest
-from eval_fixtures import PaletteSegmentor, label_map, palette_builder, save_checkpoint
+from eval_fixtures import PaletteSegmentor, label_map, restore, save_checkpoint
 
 from pipa_video.config import validate
 from pipa_video.data.build import build_eval_dataset
 from pipa_video.data.classes import get_class_set
 from pipa_video.data.index import IndexMeta, write_index
 from pipa_video.data.io import write_png
+from pipa_video.evaluation.loop import Comm, Predictor
 from pipa_video.evaluation.metrics import SegEvaluator
-from pipa_video.evaluation.runner import Predictor, build_eval_settings, evaluate, evaluate_dataset
+from pipa_video.evaluation.runner import build_eval_settings, evaluate, run_split
 
 CS = get_class_set("cityscapes19")
 PRESENT = 9  # label_map draws classes 0..8
@@ -50,8 +51,9 @@ def test_per_condition_and_whole_split_results(tmp_path, capsys):
     cfg = make_cfg(make_index(tmp_path))
     ckpt = save_checkpoint(tmp_path / "m.pth", PaletteSegmentor(CS.palette), cfg, class_set=CS.name,
                            selection="last iteration")
-    out = evaluate(cfg, checkpoint=ckpt, out_dir=tmp_path / "report", split="val", model_builder=palette_builder(),
-                   progress=False)
+    restored = restore(cfg, ckpt)
+    out = evaluate(cfg, restored.model, checkpoint=restored.path, meta=restored.meta, out_dir=tmp_path / "report",
+                   split="val", progress=False)
     per = out["per_condition"]
     assert sorted(per) == ["fog", "night"]
     assert per["fog"]["mIoU"] == pytest.approx(100.0) and per["fog"]["num_images"] == 1
@@ -74,17 +76,17 @@ def test_per_condition_and_whole_split_results(tmp_path, capsys):
 def test_per_condition_results_sum_across_ranks(tmp_path):
     cfg = make_cfg(make_index(tmp_path, conditions=("fog", "night", "rain", "night", "snow")))
     settings = build_eval_settings(cfg)
-    predictor = Predictor(PaletteSegmentor(CS.palette).inference, settings=settings)
+    predictor = Predictor(PaletteSegmentor(CS.palette))
     dataset = build_eval_dataset(cfg, "val")
 
-    def run(**kwargs):
-        return evaluate_dataset(predictor, dataset, evaluator=settings.make_evaluator(), progress=False, **kwargs)
+    def run(comm=Comm()):
+        return run_split(predictor, dataset, settings, comm=comm)["sem_seg"]
 
     single = run()
     sent = []
-    run(rank=1, world_size=2, reduce_fn=lambda t: sent.append(t.clone()) or t)
+    run(Comm(rank=1, world_size=2, reduce_sum=lambda t: sent.append(t.clone()) or t))
     it = iter(sent)
-    rank0 = run(rank=0, world_size=2, reduce_fn=lambda t: t + next(it))
+    rank0 = run(Comm(rank=0, world_size=2, reduce_sum=lambda t: t + next(it)))
     assert sorted(rank0["per_condition"]) == ["fog", "night", "rain", "snow"]
     for condition, res in single["per_condition"].items():
         assert rank0["per_condition"][condition]["num_images"] == res["num_images"]
@@ -95,6 +97,5 @@ def test_per_condition_results_sum_across_ranks(tmp_path):
 def test_an_index_without_conditions_reports_none(tmp_path):
     cfg = make_cfg(make_index(tmp_path, with_column=False))
     ckpt = save_checkpoint(tmp_path / "m.pth", PaletteSegmentor(CS.palette), cfg, class_set=CS.name)
-    out = evaluate(cfg, checkpoint=ckpt, out_dir=tmp_path / "report", split="val", model_builder=palette_builder(),
-                   progress=False)
+    out = evaluate(cfg, restore(cfg, ckpt).model, out_dir=tmp_path / "report", split="val", progress=False)
     assert "per_condition" not in out and not (tmp_path / "report" / "per_condition.csv").exists()

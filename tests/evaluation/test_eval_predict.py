@@ -6,7 +6,7 @@ import stat
 import cv2
 import numpy as np
 import pytest
-from eval_fixtures import CLASS_SET, FRAME_HW, label_map, paint, palette_builder
+from eval_fixtures import CLASS_SET, FRAME_HW, label_map, paint, palette_builder, restore
 
 from pipa_video.cli import main
 from pipa_video.data.classes import get_class_set
@@ -43,8 +43,14 @@ def video_info(path):
 
 
 def run(cfg, ckpt, input_path, out, **kwargs):
-    return predict(cfg, checkpoint=ckpt, input_path=input_path, out_dir=out, model_builder=palette_builder(),
-                   progress=False, **kwargs)
+    restored = restore(cfg, ckpt)
+    return predict(cfg, restored.model, checkpoint=restored.path, meta=restored.meta, input_path=input_path,
+                   out_dir=out, progress=False, **kwargs)
+
+
+def model_tc(cfg, ckpt, out):
+    restored = restore(cfg, ckpt)
+    return tc_report(cfg, restored.model, checkpoint=restored.path, meta=restored.meta, out_dir=out, progress=False)
 
 
 def frames6():
@@ -76,8 +82,7 @@ def test_video_and_frame_folder_give_browser_video_with_legend_pngs_and_summary(
 
 def test_saved_predictions_feed_tc_report(tiny, tmp_path):
     cfg, ckpt, index_dir = tiny
-    from_model = tc_report(cfg, out_dir=tmp_path / "m", checkpoint=ckpt, model_builder=palette_builder(),
-                           progress=False)
+    from_model = model_tc(cfg, ckpt, tmp_path / "m")
     out = run(cfg, ckpt, index_dir, tmp_path / "out")  # an index as input: the same frames, the same names
     assert [s["sequence"] for s in out["sequences"]] == ["seq_a", "seq_b"]
     saved = tc_report(cfg, out_dir=tmp_path / "s", predictions_dir=out["files"]["train_ids"], progress=False)
@@ -104,7 +109,7 @@ def test_every_output_is_readable_by_everyone(tiny, tmp_path):
     old = os.umask(0o022)
     try:
         run(cfg, ckpt, index_dir, tmp_path / "out")
-        tc_report(cfg, out_dir=tmp_path / "tc", checkpoint=ckpt, model_builder=palette_builder(), progress=False)
+        model_tc(cfg, ckpt, tmp_path / "tc")
     finally:
         os.umask(old)
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] + list((tmp_path / "tc").iterdir())
@@ -123,7 +128,7 @@ def test_a_failed_run_leaves_nothing_half_written(tiny, tmp_path):
     before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     cut = root / "walk" / "4.jpg"
     cut.write_bytes(cut.read_bytes()[:300])
-    with pytest.raises(DatasetError, match=r"walk/4\.jpg: truncated JPEG"):
+    with pytest.raises(DatasetError, match=r"walk/4\.jpg: [Tt]runcated"):
         run(cfg, ckpt, root, tmp_path / "out")
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before  # untouched
     with pytest.raises(DatasetError):
@@ -133,26 +138,21 @@ def test_a_failed_run_leaves_nothing_half_written(tiny, tmp_path):
     assert good["frames"] == 6
 
 
-def test_truncated_video_is_one_error_line_naming_file_and_frame(tiny, tmp_path, capsys, monkeypatch):
+def test_a_video_that_stops_decoding_is_predicted_up_to_its_last_decodable_frame(tiny, tmp_path, capsys,
+                                                                                monkeypatch):
+    """As prepare_video.py indexes it (the same footage code reads predict's input): frames 0-9, a warning."""
     cfg, ckpt, _ = tiny
-    monkeypatch.setattr("pipa_video.evaluation.runner.default_model_builder", palette_builder())
+    monkeypatch.setattr("pipa_video.engine.checkpoint.build_for_checkpoint", palette_builder())
     video = corrupt_mjpeg_avi(tmp_path / "cut.avi", frame=10)
     cfg_path = tmp_path / "cfg.py"
     cfg.dump(str(cfg_path))
-    code = main(["predict", "--config", str(cfg_path), "--checkpoint", ckpt, "--input", str(video),
-                 "--out", str(tmp_path / "out")])
-    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not the progress bar
-    assert code == 3 and len(err) == 1
-    assert "pipa-video predict: error: " in err[0] and "cut.avi: cannot decode frame 10: Invalid data" in err[0]
-    assert not (tmp_path / "out").exists()
-
-
-def test_video_cut_inside_its_last_frame_is_predicted_up_to_it_with_a_warning(tiny, tmp_path):
-    cfg, ckpt, _ = tiny
-    video = truncated_mjpeg_avi(tmp_path / "cut.avi", 0.6)
-    with pytest.warns(UserWarning, match=r"cut\.avi: the file ends inside frame 23; predicting frames 0-22"):
-        out = run(cfg, ckpt, video, tmp_path / "out")
-    assert out["frames"] == 23
+    with pytest.warns(UserWarning, match=r"cut\.avi: 10 of \d+ frames decodable \(decoding stopped at frame 10: "
+                                         r"Invalid data"):
+        code = main(["predict", "--config", str(cfg_path), "--checkpoint", ckpt, "--input", str(video),
+                     "--out", str(tmp_path / "out")])
+    assert code == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 10 and summary["sequences"][0]["source"] == str(video)
 
 
 def test_input_errors_name_the_input(tiny, tmp_path):

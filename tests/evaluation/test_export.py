@@ -19,7 +19,10 @@ from pipa_video.data.io import read_rgb, write_png
 from pipa_video.data.prepare import prepare
 from pipa_video.evaluation.export import FORMATS, ExportWarning, export_split, verify_archive, write_archive
 from pipa_video.evaluation.metrics import SegEvaluator
-from pipa_video.evaluation.runner import Predictor, build_eval_settings
+from pipa_video.data.build import inference_dataset
+from pipa_video.engine.checkpoint import save_checkpoint
+from pipa_video.evaluation.loop import inference_on_dataset
+from pipa_video.evaluation.runner import build_eval_settings, make_predictor
 from tests.data.adverse_fixtures import make_acdc_tree, make_dark_zurich_tree
 from tests.data.fixtures import make_cityscapes_tree
 
@@ -176,16 +179,30 @@ def test_predict_format_command_exports_the_models_predictions(tmp_path, capsys)
     cfg = load_config(tmp_path / "cfg.py")
     torch.manual_seed(0)
     model = build_segmentor(cfg["model"], num_classes=19).eval()
-    torch.save(dict(model=model.state_dict(), config=cfg.to_dict(),
-                    meta=dict(class_set="cityscapes19", iteration=7, selection="last iteration")), tmp_path / "m.pth")
+    save_checkpoint(dict(model=model.state_dict(), config=cfg.to_dict(),
+                         meta=dict(class_set="cityscapes19", iteration=7, selection="last iteration")), tmp_path / "m.pth")
     argv = ["predict", "--config", str(tmp_path / "cfg.py"), "--checkpoint", str(tmp_path / "m.pth"),
             "--format", "dark_zurich", "--index", str(index.index_dir), "--out", str(tmp_path / "out")]
     with pytest.warns(ExportWarning):
         assert cli_main(argv) == 0
     manifest = json.loads((tmp_path / "out" / "dark_zurich_export.json").read_text())
     assert manifest["selection"] == "last iteration" and manifest["iteration"] == 7 and manifest["frames"] == 1
-    predictor = Predictor(model.inference, settings=build_eval_settings(cfg))
-    expected = predictor.predict_frames([read_rgb(index.image_path(0))])
+    settings = build_eval_settings(cfg)  # what eval predicts of the same frame, through the same loop
+    dataset = inference_dataset(index, resize=settings.resize_wh, mean=cfg.data.mean, std=cfg.data.std)
+
+    class Keep:
+        name = "keep"
+
+        def reset(self):
+            self.out = []
+
+        def process(self, inputs, predictions):
+            self.out.append(predictions[0].numpy())
+
+        def evaluate(self):
+            return self.out
+
+    expected = inference_on_dataset(make_predictor(model, settings), dataset, Keep())
     written = decode(tmp_path / "out" / "dark_zurich" / "labelTrainIds" / index.image_path(0).name)
     np.testing.assert_array_equal(written, expected[0])
     assert IGNORE_INDEX not in written

@@ -113,7 +113,7 @@ def test_resnet101_gives_four_maps_at_strides_4_to_32():
 
 
 def test_registry_names_and_unknown_name():
-    assert set(BACKBONE_NAMES) == {*MIT_NAMES, "mit_demo", "resnet101"}
+    assert set(BACKBONE_NAMES) == {*MIT_NAMES, "mit_demo", "resnet101", "timm:<name>"}
     with pytest.raises(ValueError, match=r"unknown backbone 'mit_b6'.*mit_b5.*resnet101"):
         build_backbone("mit_b6", pretrained=None, drop_path_rate=0.0)
 

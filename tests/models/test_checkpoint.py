@@ -10,7 +10,7 @@ import timm
 import torch
 
 from _mit_reference import MMSegMiT, OfficialMiT, randomise_
-from pipa_video.models.backbones import MIT_ARCHS, MixVisionTransformer, ResNetBackbone
+from pipa_video.models.backbones import MIT_ARCHS, MixVisionTransformer, TimmBackbone
 from pipa_video.models.checkpoint import (CheckpointError, load_backbone_weights, load_state_dict_strict,
                                           mit_checkpoint_filter_fn, mmseg_to_timm, official_to_timm, timm_to_mmseg)
 
@@ -157,14 +157,14 @@ def test_resnet_loads_torchvision_style_keys_and_drops_the_classifier(tmp_path):
         state["layer3.0.bn1.running_mean"] = torch.arange(256.0)
     path = tmp_path / "resnet18.pth"
     torch.save(state, path)
-    backbone = ResNetBackbone(timm_name="resnet18")
+    backbone = TimmBackbone("resnet18")
     load_backbone_weights(backbone, path)
     assert torch.equal(backbone.body.layer3[0].bn1.running_mean, torch.arange(256.0))
     assert torch.equal(backbone.body.conv1.weight, full.conv1.weight)
     state.pop("layer4.1.conv2.weight")
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"missing \(1\): body.layer4.1.conv2.weight"):
-        load_backbone_weights(ResNetBackbone(timm_name="resnet18"), path)
+        load_backbone_weights(TimmBackbone("resnet18"), path)
 
 
 # ------------------------------------------------------------------------------ converter script

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from pipa_video.cli import main
+from pipa_video.config import load_config
 from pipa_video.engine.checkpoint import load_checkpoint as engine_load
+from pipa_video.engine.checkpoint import load_segmentor
 from pipa_video.errors import ExitCode
-from pipa_video.evaluation.runner import load_checkpoint as runner_load
 from pipa_video.models.backbones import MIT_ARCHS, MixVisionTransformer
 from pipa_video.models.checkpoint import CheckpointError, load_backbone_weights, pickle_loading, read_checkpoint
 
@@ -34,9 +35,10 @@ def evil(tmp_path):
     return path, marker
 
 
-@pytest.mark.parametrize("reader", [read_checkpoint, engine_load, runner_load,
+@pytest.mark.parametrize("reader", [read_checkpoint, engine_load,
+                                    lambda p: load_segmentor(load_config(CONFIG), p),
                                     lambda p: load_backbone_weights(MixVisionTransformer(arch=MIT_ARCHS["mit_demo"]), p)],
-                         ids=["read_checkpoint", "engine", "evaluation", "backbone"])
+                         ids=["read_checkpoint", "engine", "inference", "backbone"])
 def test_every_reader_refuses_a_pickle_without_running_it(evil, reader):
     path, marker = evil
     with pytest.raises(CheckpointError, match=r"evil\.pth: holds Python objects other than tensors and plain "
@@ -60,8 +62,6 @@ def test_allow_pickle_is_the_explicit_way_in(evil):
 ], ids=["eval", "predict", "resume", "load_from"])
 def test_every_command_refuses_it_with_one_line(evil, tmp_path, capsys, command, monkeypatch):
     path, marker = evil
-    # eval reads data.test.index before the checkpoint: any existing index will do, it is never used
-    monkeypatch.setattr("pipa_video.evaluation.runner.split_index", lambda cfg, split: None)
     argv = [a.format(evil=path, tmp=tmp_path) for a in command]
     assert main(argv) == ExitCode.CHECKPOINT
     err = capsys.readouterr().err.strip().splitlines()

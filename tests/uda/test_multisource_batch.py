@@ -13,7 +13,7 @@ from pipa_video.config import validate
 from pipa_video.data.build import build_train_loaders
 from pipa_video.data.classes import IGNORE_INDEX, annotated_class_ids, get_class_set
 from pipa_video.uda.contrast.memory_bank import ClassMemoryBank
-from pipa_video.uda.contrast.pixel import PixelContrastLoss
+from pipa_video.uda.contrast.pixel import PixelContrastLoss, bank_entries
 from pipa_video.uda.mix import class_mix
 from tests.data.multisource_fixtures import RED, TRAIN_IDS, prepare_two_sources, red_values, two_source_data
 
@@ -68,9 +68,10 @@ def test_the_memory_bank_holds_a_class_only_from_sources_that_annotate_it(mixed_
         tags[:, 0] = batch["meta"]["source"].float()[:, None, None] + 1  # 1 GTA, 2 SYNTHIA
         tags[:, 1] = red.float()  # the band
         features = torch.nn.functional.normalize(torch.randn(b, dim, h, w), dim=1).requires_grad_()
-        loss = loss_fn(features=features, labels=label, student_pred=torch.zeros(b, h, w, dtype=torch.long),
-                       teacher_features=tags)
+        loss, anchors = loss_fn.loss_and_anchors(features=features, labels=label,
+                                                 student_pred=torch.zeros(b, h, w, dtype=torch.long))
         assert torch.isfinite(loss)
+        bank.push(**bank_entries(tags, anchors))  # the step pushes after the loss, as here
     truck, road = bank.class_entries(TRAIN_IDS["truck"]), bank.class_entries(TRAIN_IDS["road"])
     assert len(truck) > 0 and set(truck[:, 0].tolist()) == {1.0}
     assert set(road[:, 0].tolist()) == {1.0, 2.0}
