@@ -1,4 +1,4 @@
-"""Cityscapes -> ACDC / Dark Zurich configs carry DAFormer's published values (docs/recipes_cross_weather.md)."""
+"""Cityscapes -> ACDC / Dark Zurich configs carry DAFormer's published values (docs/recipes.md, "Cross-weather")."""
 from pathlib import Path
 
 import pytest

@@ -215,7 +215,7 @@ UVDA = "SimarKareer/UnifiedVideoDA"
 HR_BENCHMARKS = BENCHMARKS + ("cs_to_acdc", "cs_to_darkzurich")
 HRDA_CONFIGS = [f"configs/hrda/hrda_mit_b5_{b}.py" for b in HR_BENCHMARKS]
 MIC_CONFIGS = [f"configs/mic/mic_hrda_mit_b5_{b}.py" for b in HR_BENCHMARKS]
-PIPA_HRDA_CONFIGS = [f"configs/pipa++/pipa++_hrda_mic_mit_b5_{b}.py" for b in BENCHMARKS]
+PIPA_HRDA_CONFIGS = [f"configs/pipa++/pipa++_hrda_mic_mit_b5_{b}.py" for b in HR_BENCHMARKS]
 
 # (key, value, source) shared by HRDA, MIC on HRDA and PiPa++ on HRDA + MIC.
 HRDA_ROWS = [
@@ -304,8 +304,8 @@ def test_hrda_family_row(path, key, value, source):
 
 @pytest.mark.parametrize("bench,key,value,source", HR_SOURCE_ROWS, ids=[f"{r[0]}-{r[1]}" for r in HR_SOURCE_ROWS])
 def test_hrda_benchmark_frames_row(bench, key, value, source):
-    paths = [f"configs/hrda/hrda_mit_b5_{bench}.py", f"configs/mic/mic_hrda_mit_b5_{bench}.py"]
-    paths += [f"configs/pipa++/pipa++_hrda_mic_mit_b5_{bench}.py"] if bench in BENCHMARKS else []
+    paths = [f"configs/hrda/hrda_mit_b5_{bench}.py", f"configs/mic/mic_hrda_mit_b5_{bench}.py",
+             f"configs/pipa++/pipa++_hrda_mic_mit_b5_{bench}.py"]
     for path in paths:
         actual = _get(_load(path), key)
         assert _same(actual, value), f"{path}: {key} = {actual!r}, published {value!r} ({source})"
@@ -320,8 +320,7 @@ def test_mic_row(path, key, value, source):
 
 @pytest.mark.parametrize("bench,key,value,source", MIC_MODE_ROWS, ids=[f"{r[0]}-{r[1]}" for r in MIC_MODE_ROWS])
 def test_mic_mode_row(bench, key, value, source):
-    paths = [f"configs/mic/mic_hrda_mit_b5_{bench}.py"]
-    paths += [f"configs/pipa++/pipa++_hrda_mic_mit_b5_{bench}.py"] if bench in BENCHMARKS else []
+    paths = [f"configs/mic/mic_hrda_mit_b5_{bench}.py", f"configs/pipa++/pipa++_hrda_mic_mit_b5_{bench}.py"]
     for path in paths:
         actual = _get(_load(path), key)
         assert _same(actual, value), f"{path}: {key} = {actual!r}, published {value!r} ({source})"
@@ -347,7 +346,7 @@ def test_hrda_mic_and_hrda_differ_only_in_mic(bench):
         _without(f"configs/mic/mic_hrda_mit_b5_{bench}.py", "mic")
 
 
-@pytest.mark.parametrize("bench", BENCHMARKS)
+@pytest.mark.parametrize("bench", HR_BENCHMARKS)
 def test_pipa_on_hrda_mic_and_hrda_mic_differ_only_in_the_contrasts(bench):
     contrasts = ("pixel_contrast", "patch_contrast", "temporal_contrast")
     assert _without(f"configs/mic/mic_hrda_mit_b5_{bench}.py", *contrasts) == \

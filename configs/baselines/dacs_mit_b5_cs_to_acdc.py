@@ -1,6 +1,6 @@
 # DAFormer self-training, MiT-B5 + DAFormer decoder, Cityscapes -> ACDC: DAFormer's
 # experiments.py id 8 (dacs_a999_fdthings, rcs_T=0.01, plcrop=True, 40k iterations, batch 2 + 2).
-# Values and sources: docs/recipes_cross_weather.md.
+# Values and sources: docs/recipes.md, "Cross-weather".
 _base_ = [
     '../_base_/datasets/cs_to_acdc.py',
     '../_base_/models/mit_b5_daformer.py',

@@ -1,5 +1,5 @@
 # MIC on HRDA, MiT-B5 + DAFormer decoder, cs to darkzurich: lhoyer/MIC seg/experiments.py id 80
-# (mask_mode='separate'). Values and sources: docs/recipes_cross_weather.md.
+# (mask_mode='separate'). Values and sources: docs/recipes.md, "Cross-weather".
 _base_ = ['../hrda/hrda_mit_b5_cs_to_darkzurich.py']
 uda = dict(
     mic=dict(

@@ -1,7 +1,7 @@
 # PiPa++ on DAFormer, MiT-B5, Cityscapes -> Dark Zurich: DAFormer's cross-weather recipe
-# (docs/recipes_cross_weather.md) plus pixel and patch contrast. The target images are single
-# frames (offsets = []), so the temporal term does not apply. The HRDA + MIC variants follow when
-# HRDA lands (docs/recipes_cross_weather.md lists their published settings).
+# (docs/recipes.md, "Cross-weather") plus pixel and patch contrast. The target images are single
+# frames (offsets = []), so the temporal term does not apply. On HRDA + MIC:
+# ./pipa++_hrda_mic_mit_b5_cs_to_darkzurich.py.
 _base_ = [
     '../_base_/datasets/cs_to_darkzurich.py',
     '../_base_/models/mit_b5_daformer.py',

@@ -1,6 +1,6 @@
 # Cityscapes -> ACDC (all four conditions), 19 classes, images as one-frame clips (offsets = []).
 # Settings of DAFormer's configs/_base_/datasets/uda_cityscapes_to_acdc_512x512.py; every value and
-# its source is in docs/recipes_cross_weather.md. Index directories are written by:
+# its source is in docs/recipes.md, "Cross-weather". Index directories are written by:
 #   python data_tools/prepare_cityscapes.py data/cityscapes --split train --out data/index/cs_train
 #   python data_tools/prepare_acdc.py data/acdc --split train --out data/index/acdc_train
 #   python data_tools/prepare_acdc.py data/acdc --split val --out data/index/acdc_val

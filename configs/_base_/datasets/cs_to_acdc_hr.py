@@ -1,6 +1,6 @@
 # Cityscapes -> ACDC at HRDA's full resolution: lhoyer/MIC seg/configs/_base_/datasets/
 # uda_cityscapesHR_to_acdcHR_1024x1024.py (HRDA's file of the same name has the same pipelines) and MIC
-# seg/experiments.py id 80 (rcs_T=0.01, rcs_min_crop=2.0, plcrop=False). docs/recipes_cross_weather.md.
+# seg/experiments.py id 80 (rcs_T=0.01, rcs_min_crop=2.0, plcrop=False). docs/recipes.md, "Cross-weather".
 _base_ = ['./cs_to_acdc.py']
 data = dict(
     source=dict(

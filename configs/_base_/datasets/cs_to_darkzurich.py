@@ -1,6 +1,6 @@
 # Cityscapes -> Dark Zurich (night), 19 classes, images as one-frame clips (offsets = []).
 # Settings of DAFormer's configs/_base_/datasets/uda_cityscapes_to_darkzurich_512x512.py; every
-# value and its source is in docs/recipes_cross_weather.md. Index directories are written by:
+# value and its source is in docs/recipes.md, "Cross-weather". Index directories are written by:
 #   python data_tools/prepare_cityscapes.py data/cityscapes --split train --out data/index/cs_train
 #   python data_tools/prepare_dark_zurich.py data/dark_zurich --split train --out data/index/darkzurich_train
 #   python data_tools/prepare_dark_zurich.py data/dark_zurich --split val --out data/index/darkzurich_val

@@ -1,5 +1,5 @@
 # Cityscapes -> Dark Zurich at HRDA's full resolution: lhoyer/MIC seg/configs/_base_/datasets/
-# uda_cityscapesHR_to_darkzurichHR_1024x1024.py and seg/experiments.py id 80 (docs/recipes_cross_weather.md).
+# uda_cityscapesHR_to_darkzurichHR_1024x1024.py and seg/experiments.py id 80 (docs/recipes.md, "Cross-weather").
 _base_ = ['./cs_to_darkzurich.py']
 data = dict(
     source=dict(
