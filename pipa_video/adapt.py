@@ -21,20 +21,23 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipa_video.config import ConfigError, validate
+from pipa_video.config import ConfigError, merge_overrides, validate
 from pipa_video.data.index import INDEX_FILE
 
 SOURCE_ONLY, SELF_TRAINING = "source_only", "self_training"
 
 
-def footage_index(footage: str | os.PathLike, work_dir: Path) -> Path:
-    """``footage`` itself when it is an index directory, else the index prepared from it in ``work_dir``."""
+def footage_index(footage: str | os.PathLike, work_dir: Path, *, reuse: bool = False) -> Path:
+    """``footage`` itself when it is an index directory, else the index prepared from it in ``work_dir``
+    (``reuse``: the one a previous run prepared there, when it exists: a resumed run trains on the same frames)."""
     from pipa_video.data.footage import prepare_footage
 
-    footage = Path(footage)
+    footage, prepared = Path(footage), work_dir / "footage_index"
     if footage.is_dir() and (footage / INDEX_FILE).is_file():
         return footage
-    return prepare_footage(footage, work_dir / "footage_index")
+    if reuse and (prepared / INDEX_FILE).is_file():
+        return prepared
+    return prepare_footage(footage, prepared)
 
 
 def scaled_schedule(saved: Mapping[str, Any], iters: int) -> dict[str, int]:
@@ -71,44 +74,63 @@ def adapt_config(saved: Mapping[str, Any], *, checkpoint: str | os.PathLike, ind
     runtime = cfg["runtime"]
     runtime.update(log_interval=min(runtime["log_interval"], max(1, iters // 10)),
                    checkpoint_interval=min(runtime["checkpoint_interval"], iters))
-    merged = Config(cfg)
-    if overrides:
-        merged.merge_from_dict(dict(overrides))
-    return validate(merged.to_dict())
+    return validate(merge_overrides(Config(cfg), overrides).to_dict())
 
 
-def method_name(uda: Mapping[str, Any]) -> str:
-    """The method a ``uda`` section trains, in words (PiPa++ is self-training plus contrast terms)."""
+def method_name(uda: Mapping[str, Any], model: Mapping[str, Any] | None = None) -> str:
+    """The method a ``uda`` (and ``model``) section trains, in words (PiPa++ is self-training plus contrast
+    terms; HRDA is the segmentor, MIC a term)."""
     terms = [name for name in ("pixel", "patch", "temporal") if uda[f"{name}_contrast"]["weight"] > 0]
-    return "self-training (DAFormer)" + (f" + {', '.join(terms)} contrast (PiPa++)" if terms else "")
+    name = "self-training (DAFormer)"
+    if model is not None and model.get("type") == "hrda":
+        name += " on HRDA"
+    if uda["mic"]["weight"] > 0:
+        name += " + MIC"
+    return name + (f" + {', '.join(terms)} contrast (PiPa++)" if terms else "")
 
 
 def check_source_index(cfg: Mapping[str, Any], *, checkpoint: str | os.PathLike) -> None:
-    source = cfg["data"]["source"]["index"]
-    if not source or not Path(source).is_dir():
-        raise ConfigError(f"data.source.index = {source!r} (from the config saved in {checkpoint}) is not an index "
-                          f"directory here: prepare the source dataset again or pass "
-                          f"--cfg-options data.source.index=DIR")
+    """Every labelled source of the saved config (``data.source``, or each ``data.sources`` entry) must be
+    an index directory on this machine; ``ConfigError`` names the key to override."""
+    from pipa_video.data.multisource import source_sections
+
+    for key, section in source_sections(cfg["data"]):
+        index = section["index"]
+        if not index or not Path(index).is_dir():
+            raise ConfigError(f"{key}.index = {index!r} (from the config saved in {checkpoint}) is not an index "
+                              f"directory here: prepare the source dataset again or pass "
+                              f"--cfg-options {key.replace('[', '.').replace(']', '')}.index=DIR")
 
 
 def adapt(*, checkpoint: str | os.PathLike, footage: str | os.PathLike, work_dir: str | os.PathLike,
-          iters: int | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+          iters: int | None = None, overrides: Mapping[str, Any] | None = None, resume: bool | str = False,
+          overwrite: bool = False) -> dict[str, Any]:
     """Prepare the footage (unless it is an index), build the config, train; returns the trainer's summary
-    with ``config`` and ``index``. Errors: ``ConfigError``, ``DatasetError``, ``CheckpointError``."""
+    with ``config`` and ``index``. ``resume`` / ``overwrite`` as ``train``'s (a resumed run reuses the
+    footage index prepared in ``work_dir``). Errors: ``ConfigError``, ``DatasetError``, ``CheckpointError``,
+    ``WorkDirError`` (a used ``work_dir`` without ``resume`` or ``overwrite``)."""
     from pipa_video.engine.build import train
     from pipa_video.engine.logger import get_logger, setup_console_logging
     from pipa_video.engine.checkpoint import INFERENCE_KEYS, load_checkpoint
+    from pipa_video.engine.workdir import check_reusable
 
     work_dir = Path(work_dir)
     ckpt = load_checkpoint(checkpoint, require=INFERENCE_KEYS)
-    index_dir = footage_index(footage, work_dir)
+    check_reusable(work_dir, resume=bool(resume), overwrite=overwrite)  # before preparing anything in it
+    index_dir = footage_index(footage, work_dir, reuse=bool(resume))
     cfg = adapt_config(ckpt["config"], checkpoint=checkpoint, index_dir=index_dir, iters=iters, overrides=overrides)
     check_source_index(cfg, checkpoint=checkpoint)
     setup_console_logging(is_main=True)
     get_logger().info(
-        f"adapt: {cfg['class_set']} model from {checkpoint} to {index_dir} by {method_name(cfg['uda'])} for "
+        f"adapt: {cfg['class_set']} model from {checkpoint} to {index_dir} by {method_name(cfg['uda'], cfg['model'])} for "
         f"{cfg['schedule']['iters']} iterations (warm-up {cfg['schedule']['warmup_iters']}, EMA "
-        f"{cfg['uda']['ema_alpha']:.3g}); source {cfg['data']['source']['index']}; no validation split: "
+        f"{cfg['uda']['ema_alpha']:.3g}); source {_source_indexes(cfg)}; no validation split: "
         f"the last iteration is kept")
-    summary = train(cfg, work_dir=work_dir)
+    summary = train(cfg, work_dir=work_dir, resume=resume, overwrite=overwrite)
     return dict(summary, config=str(work_dir / "config.py"), index=str(index_dir))
+
+
+def _source_indexes(cfg: Mapping[str, Any]) -> str:
+    from pipa_video.data.multisource import source_sections
+
+    return ", ".join(str(section["index"]) for _, section in source_sections(cfg["data"]))

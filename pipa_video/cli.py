@@ -5,7 +5,7 @@
     pipa-video tc-report CONFIG (--checkpoint CKPT | --predictions DIR) [--out DIR] [--split test]
     pipa-video predict --config CONFIG --checkpoint CKPT --input FOOTAGE --out DIR [--no-frames]
     pipa-video predict --config CONFIG --checkpoint CKPT --format cityscapes|acdc|dark_zurich [--index DIR] --out DIR
-    pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR]
+    pipa-video adapt --checkpoint CKPT --footage PATH [--iters N] [--work-dir DIR] [--resume [CKPT] | --overwrite]
     pipa-video demo [--work-dir DIR] [--iters N] [--seed S | --seeds 0,1,2,3,4] [--methods NAME,...]
 
 Commands that read checkpoints take --allow-pickle (unpickle arbitrary objects: trusted files only;
@@ -111,7 +111,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / f"adapt_{Path(args.footage).stem}"
     summary = adapt(checkpoint=args.checkpoint, footage=args.footage, work_dir=work_dir, iters=args.iters,
-                    overrides=args.cfg_options)
+                    overrides=args.cfg_options, resume=args.resume, overwrite=args.overwrite)
     print(f"done: {summary['iterations']} iterations in {summary['wall_time_s']:.0f} s -> "
           f"{summary['final_checkpoint']} (config {summary['config']}, footage index {summary['index']})")
     return 0
@@ -190,7 +190,17 @@ def _add_adapt(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work-dir", help="run directory (default work_dirs/adapt_<footage name>)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
                    help="override keys of the adaptation config, e.g. data.source.index=DIR")
+    _add_fresh_or_resume(p)
     p.set_defaults(func=cmd_adapt)
+
+
+def _add_fresh_or_resume(p: argparse.ArgumentParser) -> None:
+    """``--resume [CKPT]`` or ``--overwrite`` for a command that trains into a work dir."""
+    fresh = p.add_mutually_exclusive_group()
+    fresh.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                       help="continue from WORK_DIR/latest.pth, or from CKPT")
+    fresh.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a work dir holding another run (deletes its checkpoints and logs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,11 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, checkpoints=True)
     _add_config(p)
     p.add_argument("--work-dir", help="run directory (default work_dirs/<config name>)")
-    fresh = p.add_mutually_exclusive_group()
-    fresh.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-                       help="continue from WORK_DIR/latest.pth, or from CKPT")
-    fresh.add_argument("--overwrite", action="store_true",
-                       help="start afresh in a work dir holding another run (deletes its checkpoints and logs)")
+    _add_fresh_or_resume(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint on an annotated split")

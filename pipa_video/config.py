@@ -409,9 +409,14 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     cfg = Config.fromfile(str(path))
+    return validate(merge_overrides(cfg, overrides).to_dict())
+
+
+def merge_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
+    """``cfg`` with ``--cfg-options`` merged in: text values parsed against the schema (``parse_override``)."""
     if overrides:
         cfg.merge_from_dict({k: parse_override(k, v) if isinstance(v, str) else v for k, v in overrides.items()})
-    return validate(cfg.to_dict())
+    return cfg
 
 
 class DictAction(argparse.Action):

@@ -53,3 +53,49 @@ def test_overrides_and_errors_name_the_key(tmp_path):
                                         overrides={"data.source.index": "nowhere"}), checkpoint="c")
     with pytest.raises(ConfigError, match="--iters: must be >= 1"):
         adapt_config(saved(), checkpoint="c", index_dir=tmp_path, iters=-1)
+
+
+def test_every_source_of_a_multi_source_checkpoint_must_be_here(tmp_path):
+    here = tmp_path / "gta"
+    here.mkdir()
+    cfg = saved("configs/demo/pipa++_synthetic.py")
+    cfg["data"]["sources"] = [dict(index=str(here), weight=0.5), dict(index="gone", weight=0.5)]
+    adapted = adapt_config(cfg, checkpoint="c", index_dir=tmp_path, iters=5)
+    with pytest.raises(ConfigError, match=r"data\.sources\[1\]\.index = 'gone' .*--cfg-options data\.sources\.1\.index=DIR"):
+        check_source_index(adapted, checkpoint="c")
+
+
+@pytest.mark.timeout(1800)
+def test_a_used_adapt_work_dir_needs_resume_or_overwrite(tmp_path, capsys):
+    """A second ``adapt`` into the same dir is refused (exit 7, naming both flags); ``--resume`` continues
+    on the footage index the first run prepared; ``--overwrite`` starts afresh."""
+    from pipa_video.cli import main
+    from tests.test_readme_footage import make_footage, tiny_demo_checkpoint
+
+    tiny_demo_checkpoint(tmp_path)
+    make_footage(tmp_path)
+    ckpt, work = tmp_path / "work_dirs" / "demo" / "pipa++" / "best.pth", tmp_path / "adapted"
+    args = ["adapt", "--checkpoint", str(ckpt), "--footage", str(tmp_path / "my_footage"), "--work-dir", str(work),
+            "--cfg-options", "data.source.crop_size=(64,64)", "data.target.crop_size=(64,64)"]
+    assert main([*args, "--iters", "2"]) == 0
+    prepared = (work / "footage_index" / "index.csv").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*args, "--iters", "2"]) == 7
+    assert "--resume to continue it" in capsys.readouterr().err
+    assert main([*args, "--iters", "3", "--resume"]) == 0
+    assert (work / "footage_index" / "index.csv").stat().st_mtime_ns == prepared  # the same frames
+    assert (work / "iter_3.pth").is_file() or (work / "latest.pth").is_file()
+    assert main([*args, "--iters", "2", "--overwrite"]) == 0
+
+
+def test_cfg_options_text_is_parsed_against_the_schema_as_train_does(tmp_path):
+    cfg = adapt_config(saved(), checkpoint="c", index_dir=tmp_path, iters=5,
+                       overrides={"data.source.crop_size": "(64,64)", "data.target.crop_size": "[64, 64]",
+                                  "runtime.amp": "false"})
+    assert tuple(cfg.data.source.crop_size) == (64, 64) and cfg.runtime.amp is False
+
+
+def test_the_method_is_named_with_hrda_and_mic(tmp_path):
+    cfg = adapt_config(saved("configs/demo/pipa++_hrda_mic_synthetic.py"), checkpoint="c", index_dir=tmp_path, iters=5)
+    assert method_name(cfg.uda, cfg.model) == ("self-training (DAFormer) on HRDA + MIC + pixel, patch, temporal "
+                                              "contrast (PiPa++)")

@@ -83,6 +83,21 @@ def remove_temp_files(work_dir: Path) -> list[Path]:
     return stale
 
 
+def check_reusable(work_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> list[Path]:
+    """Another run's files in ``work_dir`` (``run_files``); ``WorkDirError`` when a fresh run (no ``resume``)
+    meets them without ``overwrite``. ``claim`` runs it under the lock; a command that prepares data in
+    the work dir before training (``adapt``) runs it first, so that a refused run changes nothing."""
+    work_dir = Path(work_dir)
+    previous = run_files(work_dir)
+    if previous and not resume and not overwrite:
+        names = ", ".join(p.name for p in previous[:6]) + (", ..." if len(previous) > 6 else "")
+        resume_hint = ("--resume to continue it, " if (work_dir / "latest.pth").is_file()
+                       else "(it holds no checkpoint to --resume) ")
+        raise WorkDirError(f"{work_dir}: holds another run ({names}); expected an unused work dir: pass "
+                           f"{resume_hint}--overwrite to delete it and start afresh, or choose another --work-dir")
+    return previous
+
+
 def claim(work_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> WorkDirLock:
     """Lock ``work_dir`` for a run, check it may be (re)used, delete stale temp files; returns the held lock.
 
@@ -92,15 +107,8 @@ def claim(work_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> Work
     work_dir = Path(work_dir)
     lock = WorkDirLock(work_dir).acquire()
     try:
-        previous = run_files(work_dir)
+        previous = check_reusable(work_dir, resume=resume, overwrite=overwrite)
         if previous and not resume:
-            if not overwrite:
-                names = ", ".join(p.name for p in previous[:6]) + (", ..." if len(previous) > 6 else "")
-                resume_hint = ("--resume to continue it, " if (work_dir / "latest.pth").is_file()
-                               else "(it holds no checkpoint to --resume) ")
-                raise WorkDirError(f"{work_dir}: holds another run ({names}); expected an unused work dir: pass "
-                                   f"{resume_hint}--overwrite to delete it and start afresh, or choose another "
-                                   "--work-dir")
             for path in previous:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         remove_temp_files(work_dir)
