@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     overhead = next(r["overhead_pct"] for r in steps if r["step"] == PIPA_VARIANT)
     print(f"\nwhole step, {backbone}, {crop}x{crop}, batch 2+2 clips of 2 frames, {device}")
     print(markdown_table(steps, ["step", "ms", "min_ms", "max_ms", "overhead_pct"]))
-    goal = 15.0 if device.type == "cuda" else 25.0
+    goal = 15.0 if device.type == "cuda" else 40.0  # issue 16: <= +40% on CPU (MiT-B0, 256), <= +15% on GPU
     print(f"contrast overhead: {overhead:+.1f}% (goal <= {goal:.0f}% on {device.type})")
     passes = added_passes(backbone, crop=crop, device=device, rounds=args.iters, plain_ms=plain)
     teacher_pct, crop_pct = passes[0]["share_of_plain_step_pct"], passes[2]["share_of_plain_step_pct"]
