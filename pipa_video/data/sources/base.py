@@ -1,4 +1,5 @@
-"""What every layout reader shares: the ``Layout`` record, its options, and small file helpers.
+"""What every layout reader shares: the ``Layout`` record, its options, ``reader_layout`` (a reader
+module's names wired into its ``LAYOUT``), the GTA5 / SYNTHIA-RAND scanner and small file helpers.
 
 A layout turns a dataset root into a frame table (``scan``) with the columns ``SCAN_COLUMNS``:
 ``sequence, frame, image, raw_label`` (paths relative to the layout's data root, ``raw_label`` empty
