@@ -102,7 +102,31 @@ def slot_seeds(seed: int, stream: int, iteration: int, rank: int,
     return pick, augment, source
 
 
-class IterationSampler:
+class _SlotBatches:
+    """What both batch samplers share: batch ``i`` is one item per slot, iterated from ``start_iter`` on.
+
+    A subclass defines ``_slot(iteration, slot)``, a pure function of its arguments, so a run
+    resumed at ``start_iter=k`` sees the batches an uninterrupted run saw from iteration k on.
+    """
+
+    batch_size: int
+    start_iter: int
+
+    def _slot(self, iteration: int, slot: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def batch(self, iteration: int) -> list[tuple[int, ...]]:
+        """The batch of this rank at ``iteration`` (a pure function of the constructor arguments)."""
+        return [self._slot(iteration, slot) for slot in range(self.batch_size)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
+        iteration = self.start_iter
+        while True:
+            yield self.batch(iteration)
+            iteration += 1
+
+
+class IterationSampler(_SlotBatches):
     """Infinite, resumable batch sampler yielding ``[(key_index, sample_seed[, class_id]), ...]`` per iteration.
 
     Uniform mode walks a seeded permutation of the keys per epoch; positions are laid out
@@ -147,19 +171,9 @@ class IterationSampler:
             return key, sample_seed, cls
         return self._uniform_key(iteration, slot), sample_seed
 
-    def batch(self, iteration: int) -> list[tuple[int, ...]]:
-        """The batch of this rank at ``iteration`` (a pure function of the constructor arguments)."""
-        out: list[tuple[int, ...]] = []
-        for slot in range(self.batch_size):
-            pick, augment, _ = slot_seeds(self.seed, self.stream, iteration, self.rank, slot)
-            out.append(self.slot_item(iteration, slot, pick, augment))
-        return out
-
-    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
-        iteration = self.start_iter
-        while True:
-            yield self.batch(iteration)
-            iteration += 1
+    def _slot(self, iteration: int, slot: int) -> tuple[int, ...]:
+        pick, augment, _ = slot_seeds(self.seed, self.stream, iteration, self.rank, slot)
+        return self.slot_item(iteration, slot, pick, augment)
 
 
 @dataclass(frozen=True)
@@ -171,7 +185,7 @@ class SourceKeys:
     rcs: RareClassSampler | None = None
 
 
-class MultiSourceSampler:
+class MultiSourceSampler(_SlotBatches):
     """Infinite, resumable batch sampler over several sources: ``[(source, key_index, sample_seed[, class_id]), ...]``.
 
     Each slot draws its source with probability ``weight / sum(weights)`` from its own seed sequence
@@ -202,17 +216,7 @@ class MultiSourceSampler:
         index = int(np.searchsorted(self._cdf, np.random.default_rng(choose).random(), side="right"))
         return min(index, len(self.walkers) - 1)  # float round-off at the top end of the CDF
 
-    def batch(self, iteration: int) -> list[tuple[int, ...]]:
-        """The batch of this rank at ``iteration`` (a pure function of the constructor arguments)."""
-        out: list[tuple[int, ...]] = []
-        for slot in range(self.batch_size):
-            pick, augment, choose = slot_seeds(self.seed, self.stream, iteration, self.rank, slot)
-            source = self._source(choose)
-            out.append((source, *self.walkers[source].slot_item(iteration, slot, pick, augment)))
-        return out
-
-    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
-        iteration = self.start_iter
-        while True:
-            yield self.batch(iteration)
-            iteration += 1
+    def _slot(self, iteration: int, slot: int) -> tuple[int, ...]:
+        pick, augment, choose = slot_seeds(self.seed, self.stream, iteration, self.rank, slot)
+        source = self._source(choose)
+        return (source, *self.walkers[source].slot_item(iteration, slot, pick, augment))

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from pipa_video.evaluation.metrics import parse_enum
+
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -23,10 +25,7 @@ class InferenceMode(str, Enum):
 
     @classmethod
     def parse(cls, value: "InferenceMode | str") -> "InferenceMode":
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"inference mode {value!r} is not one of {[m.value for m in cls]}") from None
+        return parse_enum(cls, value, what="inference mode")
 
 
 def _resize(x: torch.Tensor, size: Sequence[int], *, align_corners: bool) -> torch.Tensor:
@@ -42,18 +41,12 @@ def whole_inference(model_fn: ModelFn, img: torch.Tensor, *, align_corners: bool
 
 def slide_windows(size: Sequence[int], *, window: Sequence[int],
                   stride: Sequence[int]) -> list[tuple[int, int, int, int]]:
-    """(y1, y2, x1, x2) of every window covering an image of ``size`` (h, w), mmseg's grid."""
-    (h, w), (wh, ww), (sh, sw) = size, window, stride
-    if min(wh, ww, sh, sw) <= 0:
-        raise ValueError(f"slide window {tuple(window)} and stride {tuple(stride)} must be positive")
-    rows = max(h - wh + sh - 1, 0) // sh + 1
-    cols = max(w - ww + sw - 1, 0) // sw + 1
-    boxes = []
-    for r in range(rows):
-        for c in range(cols):
-            y2, x2 = min(r * sh + wh, h), min(c * sw + ww, w)
-            boxes.append((max(y2 - wh, 0), y2, max(x2 - ww, 0), x2))
-    return boxes
+    """(y1, y2, x1, x2) of every window covering an image of ``size`` (h, w): mmseg's grid, the one
+    HRDA's training slides over (``models.hrda.window_grid``)."""
+    # Imported here: importing pipa_video.models loads timm, which scoring alone does not need.
+    from pipa_video.models.hrda.geometry import window_grid
+
+    return [(b.top, b.bottom, b.left, b.right) for b in window_grid(size, window=window, stride=stride)]
 
 
 def slide_inference(model_fn: ModelFn, img: torch.Tensor, *, window: Sequence[int], stride: Sequence[int],

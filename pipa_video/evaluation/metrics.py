@@ -16,12 +16,23 @@ the ground truth nor predicted has IoU nan and does not enter the mean. Numbers 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from pipa_video.data.classes import IGNORE_INDEX
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_enum(cls: type[E], value: E | str, *, what: str) -> E:
+    """``cls(value)``, or a ``ValueError`` naming ``what`` and the valid values (config typos read well)."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not one of {[m.value for m in cls]}") from None
 
 
 class Protocol(str, Enum):
@@ -30,10 +41,7 @@ class Protocol(str, Enum):
 
     @classmethod
     def parse(cls, value: "Protocol | str") -> "Protocol":
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"evaluation protocol {value!r} is not one of {[p.value for p in cls]}") from None
+        return parse_enum(cls, value, what="evaluation protocol")
 
 
 PROTOCOL_DESCRIPTIONS = {

@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources import adverse
-from pipa_video.data.sources.base import SPLIT_OPTION, Layout, LayoutOption, rel, require_dir
+from pipa_video.data.sources.base import LayoutOption, reader_layout, require_dir, split_option
 from pipa_video.data.sources.layouts import (
     ACDC_CONDITIONS, ACDC_UNKNOWN_CONDITION, ADVERSE_GT_DIR, ADVERSE_IMG_DIR,
 )
@@ -68,45 +68,28 @@ def check_root(root: Path, *, split: str, conditions: str, unannotated: bool) ->
                                    f"pass --unannotated; the test split is always unlabelled)")
 
 
-def _rows(root: Path, image_dir: Path, label_dir: str, *, condition: str, prefix: str,
-          with_labels: bool) -> list[dict]:
-    rows = []
-    for seq, frame, path in adverse.frames_in(image_dir):
-        image = rel(path, root)
-        label = (adverse.require_label(root, label_dir, seq, frame, image=image, expected=EXPECTED,
-                                       hint="for images without labels pass --unannotated")
-                 if with_labels else "")
-        rows.append(dict(sequence=prefix + seq, frame=frame, image=image, raw_label=label, condition=condition))
-    return rows
-
-
 def scan(root: Path, *, split: str, conditions: str, unannotated: bool) -> pd.DataFrame:
-    with_labels = labelled(split, unannotated)
+    label_args = dict(with_labels=labelled(split, unannotated), expected=EXPECTED,
+                      hint="for images without labels pass --unannotated")
     if is_flattened(root):
-        base = root / ADVERSE_IMG_DIR / split
-        folders = [(base, f"{ADVERSE_GT_DIR}/{split}")]
-        folders += [(d, f"{ADVERSE_GT_DIR}/{split}/{d.name}") for d in sorted(base.iterdir()) if d.is_dir()]
-        return pd.DataFrame([row for image_dir, label_dir in folders
-                             for row in _rows(root, image_dir, label_dir, condition=ACDC_UNKNOWN_CONDITION,
-                                              prefix="", with_labels=with_labels)])
+        base, label_base = root / ADVERSE_IMG_DIR / split, f"{ADVERSE_GT_DIR}/{split}"
+        folders = [(base, label_base), *adverse.recordings(base, label_base)]
+        return pd.DataFrame(adverse.frame_rows(root, folders, condition=ACDC_UNKNOWN_CONDITION, prefix="",
+                                               **label_args))
     rows = []
     for condition in adverse.parse_choices(conditions, ACDC_CONDITIONS, option="conditions"):
-        base = root / ADVERSE_IMG_DIR / condition / split
-        for seq_dir in sorted(d for d in base.iterdir() if d.is_dir()):
-            rows += _rows(root, seq_dir, f"{ADVERSE_GT_DIR}/{condition}/{split}/{seq_dir.name}",
-                          condition=condition, prefix=f"{condition}_", with_labels=with_labels)
+        folders = adverse.recordings(root / ADVERSE_IMG_DIR / condition / split,
+                                     f"{ADVERSE_GT_DIR}/{condition}/{split}")
+        rows += adverse.frame_rows(root, folders, condition=condition, prefix=f"{condition}_", **label_args)
     return pd.DataFrame(rows)
 
 
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=adverse.read_raw_label,
+read_raw_label = adverse.read_raw_label  # ACDC and Dark Zurich ship the same two label kinds
+
+LAYOUT = reader_layout(
+    globals(),
     options=(
-        LayoutOption(SPLIT_OPTION, str, "train", "ACDC split (train, val, test; test is unlabelled)"),
+        split_option("ACDC split (train, val, test; test is unlabelled)"),
         LayoutOption("conditions", str, ALL_CONDITIONS,
                      "comma-separated conditions to list (fog, night, rain, snow)"),
         LayoutOption("unannotated", bool, False, "list train/val images without their labels"),

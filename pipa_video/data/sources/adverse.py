@@ -11,13 +11,13 @@ Reference images (``*_ref`` folders, ``*_rgb_ref_anon.png``) never match the fra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from pipa_video.data.classes import CITYSCAPES_TRAINIDS, cityscapes_trainid_to_labelid
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import read_index_png
+from pipa_video.data.sources.base import read_index_png, rel
 from pipa_video.data.sources.layouts import (
     ADVERSE_LABEL_SUFFIXES, ADVERSE_NAME_RE, ADVERSE_TRAINIDS_SUFFIX, adverse_stem,
 )
@@ -70,6 +70,28 @@ def require_label(root: Path, label_dir: str, seq: str, frame: int, *, image: st
         raise DatasetError(f"{root / label_dir} has no {names}: label of {root / image}; expected {expected}"
                            + (f" ({hint})" if hint else ""))
     return label
+
+
+def recordings(base: Path, label_base: str) -> list[tuple[Path, str]]:
+    """(image folder, label folder) of every recording folder (``GOPRxxxx``) directly under ``base``."""
+    return [(d, f"{label_base}/{d.name}") for d in sorted(base.iterdir()) if d.is_dir()]
+
+
+def frame_rows(root: Path, folders: Iterable[tuple[Path, str]], *, condition: str, prefix: str,
+               with_labels: bool, expected: str, hint: str = "") -> list[dict]:
+    """Scan rows of the frames in each (image folder, label folder), sequence ``prefix + recording``.
+
+    ``with_labels``: every frame must have a label (``require_label``); otherwise ``raw_label`` is empty.
+    """
+    rows = []
+    for image_dir, label_dir in folders:
+        for seq, frame, path in frames_in(image_dir):
+            image = rel(path, root)
+            label = (require_label(root, label_dir, seq, frame, image=image, expected=expected, hint=hint)
+                     if with_labels else "")
+            rows.append(dict(sequence=prefix + seq, frame=frame, image=image, raw_label=label,
+                             condition=condition))
+    return rows
 
 
 def read_raw_label(path: Path) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""What every layout reader shares: the ``Layout`` record, its options, and small file helpers.
+"""What every layout reader shares: the ``Layout`` record, its options, ``reader_layout`` (a reader
+module's names wired into its ``LAYOUT``), the GTA5 / SYNTHIA-RAND scanner and small file helpers.
 
 A layout turns a dataset root into a frame table (``scan``) with the columns ``SCAN_COLUMNS``:
 ``sequence, frame, image, raw_label`` (paths relative to the layout's data root, ``raw_label`` empty
@@ -205,21 +206,54 @@ def read_index_png(path: Path, *, what: str) -> np.ndarray:
     return array.astype(np.uint8, copy=False)
 
 
-def scan_numbered_pairs(root: Path, *, image_fn: Callable[[int], str], label_fn: Callable[[int], str],
-                        digits: int, expected: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class NumberedPairs:
     """Image datasets named ``<id>.png`` with a label of the same id (GTA5, SYNTHIA-RAND).
 
+    ``image_fn`` / ``label_fn`` give the paths of frame ``id`` (``layouts``); ``digits`` is the id's width.
     Every image is its own one-frame sequence; a missing label is an error naming both files.
     """
-    frame_re = re.compile(rf"^(?P<frame>\d{{{digits}}})\.png$")
-    rows = []
-    for path in sorted((root / Path(image_fn(0)).parent).iterdir()):
-        match = frame_re.match(path.name)
-        if match is None:
-            continue
-        frame = int(match["frame"])
-        label = label_fn(frame)
-        if not (root / label).is_file():
-            raise DatasetError(f"{root / label} not found: label of {path}; expected {expected}")
-        rows.append(dict(sequence=f"{frame:0{digits}d}", frame=frame, image=image_fn(frame), raw_label=label))
-    return pd.DataFrame(rows)
+
+    image_fn: Callable[[int], str]
+    label_fn: Callable[[int], str]
+    digits: int
+    expected: str
+
+    def check_root(self, root: Path) -> None:
+        for path_fn in (self.image_fn, self.label_fn):
+            require_dir(root / Path(path_fn(0)).parent, expected=self.expected)
+
+    def scan(self, root: Path) -> pd.DataFrame:
+        frame_re = re.compile(rf"^(?P<frame>\d{{{self.digits}}})\.png$")
+        rows = []
+        for path in sorted((root / Path(self.image_fn(0)).parent).iterdir()):
+            match = frame_re.match(path.name)
+            if match is None:
+                continue
+            frame = int(match["frame"])
+            label = self.label_fn(frame)
+            if not (root / label).is_file():
+                raise DatasetError(f"{root / label} not found: label of {path}; expected {self.expected}")
+            rows.append(dict(sequence=f"{frame:0{self.digits}d}", frame=frame, image=self.image_fn(frame),
+                             raw_label=label))
+        return pd.DataFrame(rows)
+
+
+# --- wiring a reader module into its Layout -------------------------------------------------------
+def split_option(help: str) -> LayoutOption:
+    """The ``split`` option of a dataset with splits; every such reader lists ``train`` by default."""
+    return LayoutOption(SPLIT_OPTION, str, "train", help)
+
+
+def reader_layout(names: Mapping[str, Any], **fields: Any) -> Layout:
+    """The ``LAYOUT`` of a reader module from the names every reader defines (pass ``globals()``).
+
+    Every reader names its layout ``NAME``, quotes ``EXPECTED`` in its errors and defines
+    ``check_root`` and ``scan``; a labelled reader also defines ``ID_SPACE`` and ``read_raw_label``.
+    Wiring them here keeps the readers from restating it; ``fields`` are the other ``Layout`` fields.
+    """
+    wired = dict(name=names["NAME"], expected=names["EXPECTED"], check_root_fn=names["check_root"],
+                 scan_fn=names["scan"])
+    if "ID_SPACE" in names:
+        wired.update(id_space=names["ID_SPACE"], read_raw_label=names["read_raw_label"])
+    return Layout(**wired, **fields)

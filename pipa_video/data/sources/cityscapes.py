@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import SPLIT_OPTION, Layout, LayoutOption, require_dir
-from pipa_video.data.sources.cityscapes_seq import city_frames, read_raw_label
+from pipa_video.data.sources import cityscapes_seq
+from pipa_video.data.sources.base import LayoutOption, reader_layout, split_option
+from pipa_video.data.sources.cityscapes_seq import city_frames, check_split_dirs
 from pipa_video.data.sources.layouts import (
-    CS_GT_DIR, CS_IMG_DIR, CS_IMG_SUFFIX, cityscapes_image, cityscapes_label, cityscapes_stem,
+    CS_IMG_DIR, CS_IMG_SUFFIX, cityscapes_image, cityscapes_label, cityscapes_stem,
 )
 
 NAME = "cityscapes"
@@ -22,10 +23,7 @@ EXPECTED = ("ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.pn
 
 
 def check_root(root: Path, *, split: str, unannotated: bool) -> None:
-    require_dir(root / CS_IMG_DIR / split, expected=EXPECTED)
-    if not unannotated and not (root / CS_GT_DIR / split).is_dir():
-        raise DatasetError(f"{root / CS_GT_DIR / split} not found: expected {EXPECTED} "
-                           f"(for a split without labels pass unannotated=True / --unannotated)")
+    check_split_dirs(root, CS_IMG_DIR, split=split, unannotated=unannotated, expected=EXPECTED)
 
 
 def scan(root: Path, *, split: str, unannotated: bool) -> pd.DataFrame:
@@ -44,15 +42,12 @@ def scan(root: Path, *, split: str, unannotated: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=read_raw_label,
+read_raw_label = cityscapes_seq.read_raw_label  # the gtFine labelIds of Cityscapes-Seq's annotated frames
+
+LAYOUT = reader_layout(
+    globals(),
     options=(
-        LayoutOption(SPLIT_OPTION, str, "train", "Cityscapes split (train, val, test, train_extra)"),
+        split_option("Cityscapes split (train, val, test, train_extra)"),
         LayoutOption("unannotated", bool, False,
                      "the split has no gtFine labels (train_extra, test): list the images unlabelled"),
     ),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import SPLIT_OPTION, Layout, LayoutOption, read_index_png, require_dir
+from pipa_video.data.sources.base import LayoutOption, read_index_png, reader_layout, require_dir, split_option
 from pipa_video.data.sources.layouts import (
     CS_GT_DIR, CS_IMG_SUFFIX, CS_LABEL_SUFFIX, CS_NAME_RE, CS_SEQ_AFTER, CS_SEQ_BEFORE, CS_SEQ_IMG_DIR,
     cityscapes_label, cityscapes_seq_image, cityscapes_stem,
@@ -49,11 +49,16 @@ def city_frames(folder: Path, suffix: str) -> dict[tuple[str, int], list[int]]:
     return {key: sorted(v) for key, v in frames.items()}
 
 
-def check_root(root: Path, *, split: str, unannotated: bool) -> None:
-    require_dir(root / CS_SEQ_IMG_DIR / split, expected=EXPECTED)
+def check_split_dirs(root: Path, image_dir: str, *, split: str, unannotated: bool, expected: str) -> None:
+    """``image_dir/<split>`` and, unless the split is unannotated, ``gtFine/<split>`` (Cityscapes, -Seq)."""
+    require_dir(root / image_dir / split, expected=expected)
     if not unannotated and not (root / CS_GT_DIR / split).is_dir():
-        raise DatasetError(f"{root / CS_GT_DIR / split} not found: expected {EXPECTED} "
+        raise DatasetError(f"{root / CS_GT_DIR / split} not found: expected {expected} "
                            f"(for a split without labels pass unannotated=True / --unannotated)")
+
+
+def check_root(root: Path, *, split: str, unannotated: bool) -> None:
+    check_split_dirs(root, CS_SEQ_IMG_DIR, split=split, unannotated=unannotated, expected=EXPECTED)
 
 
 def _snippet_rows(split: str, city: str, seq: int, anchor: int, frames: list[int]) -> list[dict]:
@@ -110,15 +115,10 @@ def read_raw_label(path: Path) -> np.ndarray:
     return read_index_png(path, what="Cityscapes labelIds label")
 
 
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=read_raw_label,
+LAYOUT = reader_layout(
+    globals(),
     options=(
-        LayoutOption(SPLIT_OPTION, str, "train", "Cityscapes split (train, val, test)"),
+        split_option("Cityscapes split (train, val, test)"),
         LayoutOption("unannotated", bool, False, UNANNOTATED_HELP),
     ),
     default_class_set=None,  # the target's class set is the source's: always say which

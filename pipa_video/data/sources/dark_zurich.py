@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources import adverse
-from pipa_video.data.sources.base import SPLIT_OPTION, Layout, LayoutOption, rel, require_dir
+from pipa_video.data.sources.base import LayoutOption, reader_layout, require_dir, split_option
 from pipa_video.data.sources.layouts import ADVERSE_GT_DIR, ADVERSE_IMG_DIR, DARK_ZURICH_TIMES
 
 NAME = "dark_zurich"
@@ -42,26 +42,18 @@ def check_root(root: Path, *, split: str, time: str) -> None:
 def scan(root: Path, *, split: str, time: str) -> pd.DataFrame:
     rows = []
     for t in adverse.parse_choices(time, DARK_ZURICH_TIMES, option="time"):
-        base = root / ADVERSE_IMG_DIR / split / t
-        for seq_dir in sorted(d for d in base.iterdir() if d.is_dir()):
-            label_dir = f"{ADVERSE_GT_DIR}/{split}/{t}/{seq_dir.name}"
-            for seq, frame, path in adverse.frames_in(seq_dir):
-                image = rel(path, root)
-                label = (adverse.require_label(root, label_dir, seq, frame, image=image, expected=EXPECTED)
-                         if split == LABELLED_SPLIT else "")
-                rows.append(dict(sequence=f"{t}_{seq}", frame=frame, image=image, raw_label=label, condition=t))
+        folders = adverse.recordings(root / ADVERSE_IMG_DIR / split / t, f"{ADVERSE_GT_DIR}/{split}/{t}")
+        rows += adverse.frame_rows(root, folders, condition=t, prefix=f"{t}_",
+                                   with_labels=split == LABELLED_SPLIT, expected=EXPECTED)
     return pd.DataFrame(rows)
 
 
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=adverse.read_raw_label,
+read_raw_label = adverse.read_raw_label  # ACDC and Dark Zurich ship the same two label kinds
+
+LAYOUT = reader_layout(
+    globals(),
     options=(
-        LayoutOption(SPLIT_OPTION, str, "train", "Dark Zurich split (train, val, test; only val is labelled)"),
+        split_option("Dark Zurich split (train, val, test; only val is labelled)"),
         LayoutOption("time", str, DEFAULT_TIME, "time(s) of day to list, comma-separated (day, twilight, night)"),
     ),
     default_class_set="cityscapes19",

@@ -6,38 +6,20 @@ leaves them out (``SizeMismatch.SKIP``). Every image is its own one-frame sequen
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
-
-from pipa_video.data.sources.base import Layout, SizeMismatch, require_dir, scan_numbered_pairs
-from pipa_video.data.sources.cityscapes_seq import read_raw_label
+from pipa_video.data.sources import cityscapes_seq
+from pipa_video.data.sources.base import NumberedPairs, SizeMismatch, reader_layout
 from pipa_video.data.sources.layouts import gta_image, gta_label
 
 NAME = "gta"
 ID_SPACE = "cityscapes"
 EXPECTED = "ROOT/images/<id:05d>.png with ROOT/labels/<id:05d>.png (Cityscapes labelIds)"
 
+PAIRS = NumberedPairs(image_fn=gta_image, label_fn=gta_label, digits=5, expected=EXPECTED)
+check_root, scan = PAIRS.check_root, PAIRS.scan
+read_raw_label = cityscapes_seq.read_raw_label  # the same Cityscapes labelIds
 
-IMAGE_DIR, LABEL_DIR = Path(gta_image(0)).parent, Path(gta_label(0)).parent  # images, labels
-
-
-def check_root(root: Path) -> None:
-    require_dir(root / IMAGE_DIR, expected=EXPECTED)
-    require_dir(root / LABEL_DIR, expected=EXPECTED)
-
-
-def scan(root: Path) -> pd.DataFrame:
-    return scan_numbered_pairs(root, image_fn=gta_image, label_fn=gta_label, digits=5, expected=EXPECTED)
-
-
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=read_raw_label,
+LAYOUT = reader_layout(
+    globals(),
     size_mismatch=SizeMismatch.SKIP,
     default_class_set="cityscapes19",
     doc="GTA5 images with Cityscapes labelIds (source domain), one-frame clips.",

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipa_video.data import io as data_io
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import Layout, LayoutOption, require_dir
+from pipa_video.data.sources.base import LayoutOption, reader_layout, require_dir
 from pipa_video.data.sources.layouts import SYNTHIA_SEQ_CAMERA, synthia_seq_image, synthia_seq_label
 
 NAME = "synthia_seq"
@@ -26,8 +26,8 @@ EXPECTED = ("ROOT/SYNTHIA-SEQS-<nn>-<NAME>/RGB/<camera>/<frame:06d>.png and .../
 R_CHANNEL_OF_BGR = 2
 
 
-def read_synthia_label(path: Path) -> np.ndarray:
-    """Class ids (H, W) uint16 of a SYNTHIA 16-bit label: the R channel (first in RGB order)."""
+def read_raw_label(path: Path) -> np.ndarray:
+    """Class ids (H, W) uint16 of a SYNTHIA 16-bit label (Seq and RAND): the R channel (first in RGB order)."""
     label = data_io.read_unchanged(path)
     if label.dtype != np.uint16:
         raise DatasetError(
@@ -96,17 +96,8 @@ def scan(root: Path, *, camera: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def read_raw_label(path: Path) -> np.ndarray:
-    return read_synthia_label(path)
-
-
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=read_raw_label,
+LAYOUT = reader_layout(
+    globals(),
     resolve_root_fn=resolve_root,
     options=(LayoutOption("camera", str, SYNTHIA_SEQ_CAMERA, "camera folder under RGB/ and GT/LABELS/"),),
     default_class_set="synthiaseq12",

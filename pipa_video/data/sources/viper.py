@@ -15,7 +15,7 @@ import pandas as pd
 from pipa_video.data.classes import VIPER_CAR_ID, VIPER_PALETTE
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources.base import (
-    INDEX_MODES, SPLIT_OPTION, Layout, LayoutOption, read_pil, rel,
+    INDEX_MODES, LayoutOption, read_pil, reader_layout, rel, split_option,
 )
 from pipa_video.data.sources.layouts import (
     VIPER_CLS_DIR, VIPER_IMG_DIR, VIPER_NAME_RE, viper_image, viper_label,
@@ -110,16 +110,11 @@ def ignore_mask(raw: np.ndarray, *, split: str, label_step: int, ego_mask: bool)
     return ego_vehicle_mask(raw) if ego_mask else None
 
 
-LAYOUT = Layout(
-    name=NAME,
-    expected=EXPECTED,
-    check_root_fn=check_root,
-    scan_fn=scan,
-    id_space=ID_SPACE,
-    read_raw_label=read_raw_label,
+LAYOUT = reader_layout(
+    globals(),
     ignore_mask_fn=ignore_mask,
     options=(
-        LayoutOption(SPLIT_OPTION, str, "train", "VIPER split folder (train, val, test)"),
+        split_option("VIPER split folder (train, val, test)"),
         LayoutOption("label_step", int, 10,
                      "label frames whose number is a multiple of this (10: the common split; "
                      "1: every frame that has a cls file)"),
