@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources import adverse
-from pipa_video.data.sources.base import LayoutOption, reader_layout, require_dir, split_option
+from pipa_video.data.sources.base import Layout, LayoutOption, require_dir, split_option
 from pipa_video.data.sources.layouts import (
     ACDC_CONDITIONS, ACDC_UNKNOWN_CONDITION, ADVERSE_GT_DIR, ADVERSE_IMG_DIR,
 )
@@ -86,8 +86,13 @@ def scan(root: Path, *, split: str, conditions: str, unannotated: bool) -> pd.Da
 
 read_raw_label = adverse.read_raw_label  # ACDC and Dark Zurich ship the same two label kinds
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     options=(
         split_option("ACDC split (train, val, test; test is unlabelled)"),
         LayoutOption("conditions", str, ALL_CONDITIONS,

@@ -1,5 +1,5 @@
-"""What every layout reader shares: the ``Layout`` record, its options, ``reader_layout`` (a reader
-module's names wired into its ``LAYOUT``), the GTA5 / SYNTHIA-RAND scanner and small file helpers.
+"""What every layout reader shares: the ``Layout`` record, its options, the GTA5 / SYNTHIA-RAND scanner
+and small file helpers.
 
 A layout turns a dataset root into a frame table (``scan``) with the columns ``SCAN_COLUMNS``:
 ``sequence, frame, image, raw_label`` (paths relative to the layout's data root, ``raw_label`` empty
@@ -243,17 +243,3 @@ class NumberedPairs:
 def split_option(help: str) -> LayoutOption:
     """The ``split`` option of a dataset with splits; every such reader lists ``train`` by default."""
     return LayoutOption(SPLIT_OPTION, str, "train", help)
-
-
-def reader_layout(names: Mapping[str, Any], **fields: Any) -> Layout:
-    """The ``LAYOUT`` of a reader module from the names every reader defines (pass ``globals()``).
-
-    Every reader names its layout ``NAME``, quotes ``EXPECTED`` in its errors and defines
-    ``check_root`` and ``scan``; a labelled reader also defines ``ID_SPACE`` and ``read_raw_label``.
-    Wiring them here keeps the readers from restating it; ``fields`` are the other ``Layout`` fields.
-    """
-    wired = dict(name=names["NAME"], expected=names["EXPECTED"], check_root_fn=names["check_root"],
-                 scan_fn=names["scan"])
-    if "ID_SPACE" in names:
-        wired.update(id_space=names["ID_SPACE"], read_raw_label=names["read_raw_label"])
-    return Layout(**wired, **fields)

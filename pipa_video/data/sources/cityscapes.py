@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources import cityscapes_seq
-from pipa_video.data.sources.base import LayoutOption, reader_layout, split_option
+from pipa_video.data.sources.base import Layout, LayoutOption, split_option
 from pipa_video.data.sources.cityscapes_seq import city_frames, check_split_dirs
 from pipa_video.data.sources.layouts import (
     CS_IMG_DIR, CS_IMG_SUFFIX, cityscapes_image, cityscapes_label, cityscapes_stem,
@@ -44,8 +44,13 @@ def scan(root: Path, *, split: str, unannotated: bool) -> pd.DataFrame:
 
 read_raw_label = cityscapes_seq.read_raw_label  # the gtFine labelIds of Cityscapes-Seq's annotated frames
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     options=(
         split_option("Cityscapes split (train, val, test, train_extra)"),
         LayoutOption("unannotated", bool, False,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import LayoutOption, read_index_png, reader_layout, require_dir, split_option
+from pipa_video.data.sources.base import Layout, LayoutOption, read_index_png, require_dir, split_option
 from pipa_video.data.sources.layouts import (
     CS_GT_DIR, CS_IMG_SUFFIX, CS_LABEL_SUFFIX, CS_NAME_RE, CS_SEQ_AFTER, CS_SEQ_BEFORE, CS_SEQ_IMG_DIR,
     cityscapes_label, cityscapes_seq_image, cityscapes_stem,
@@ -115,8 +115,13 @@ def read_raw_label(path: Path) -> np.ndarray:
     return read_index_png(path, what="Cityscapes labelIds label")
 
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     options=(
         split_option("Cityscapes split (train, val, test)"),
         LayoutOption("unannotated", bool, False, UNANNOTATED_HELP),

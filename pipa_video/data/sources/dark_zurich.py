@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources import adverse
-from pipa_video.data.sources.base import LayoutOption, reader_layout, require_dir, split_option
+from pipa_video.data.sources.base import Layout, LayoutOption, require_dir, split_option
 from pipa_video.data.sources.layouts import ADVERSE_GT_DIR, ADVERSE_IMG_DIR, DARK_ZURICH_TIMES
 
 NAME = "dark_zurich"
@@ -50,8 +50,13 @@ def scan(root: Path, *, split: str, time: str) -> pd.DataFrame:
 
 read_raw_label = adverse.read_raw_label  # ACDC and Dark Zurich ship the same two label kinds
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     options=(
         split_option("Dark Zurich split (train, val, test; only val is labelled)"),
         LayoutOption("time", str, DEFAULT_TIME, "time(s) of day to list, comma-separated (day, twilight, night)"),

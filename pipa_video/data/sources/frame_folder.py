@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import list_files, natural_key, reader_layout, rel
+from pipa_video.data.sources.base import Layout, list_files, natural_key, rel
 from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS
 
 NAME = "frame_folder"
@@ -43,8 +43,11 @@ def scan(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
     default_class_set="cityscapes19",
     doc="Your own footage as folders of image frames, unlabelled.",
 )

@@ -7,7 +7,7 @@ leaves them out (``SizeMismatch.SKIP``). Every image is its own one-frame sequen
 from __future__ import annotations
 
 from pipa_video.data.sources import cityscapes_seq
-from pipa_video.data.sources.base import NumberedPairs, SizeMismatch, reader_layout
+from pipa_video.data.sources.base import Layout, NumberedPairs, SizeMismatch
 from pipa_video.data.sources.layouts import gta_image, gta_label
 
 NAME = "gta"
@@ -18,8 +18,13 @@ PAIRS = NumberedPairs(image_fn=gta_image, label_fn=gta_label, digits=5, expected
 check_root, scan = PAIRS.check_root, PAIRS.scan
 read_raw_label = cityscapes_seq.read_raw_label  # the same Cityscapes labelIds
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     size_mismatch=SizeMismatch.SKIP,
     default_class_set="cityscapes19",
     doc="GTA5 images with Cityscapes labelIds (source domain), one-frame clips.",

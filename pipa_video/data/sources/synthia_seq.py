@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipa_video.data import io as data_io
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import LayoutOption, reader_layout, require_dir
+from pipa_video.data.sources.base import Layout, LayoutOption, require_dir
 from pipa_video.data.sources.layouts import SYNTHIA_SEQ_CAMERA, synthia_seq_image, synthia_seq_label
 
 NAME = "synthia_seq"
@@ -96,8 +96,13 @@ def scan(root: Path, *, camera: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     resolve_root_fn=resolve_root,
     options=(LayoutOption("camera", str, SYNTHIA_SEQ_CAMERA, "camera folder under RGB/ and GT/LABELS/"),),
     default_class_set="synthiaseq12",

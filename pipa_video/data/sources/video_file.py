@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipa_video.data import io as data_io
 from pipa_video.data.index import DatasetError
-from pipa_video.data.sources.base import LayoutOption, list_files, reader_layout, rel
+from pipa_video.data.sources.base import Layout, LayoutOption, list_files, rel
 from pipa_video.data.sources.layouts import VIDEO_EXTENSIONS
 
 NAME = "video_file"
@@ -63,8 +63,11 @@ def scan(root: Path, *, frame_step: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
     resolve_root_fn=resolve_root,
     options=(
         LayoutOption("frame_step", int, 1,

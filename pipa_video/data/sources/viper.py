@@ -15,7 +15,8 @@ import pandas as pd
 from pipa_video.data.classes import VIPER_CAR_ID, VIPER_PALETTE
 from pipa_video.data.index import DatasetError
 from pipa_video.data.sources.base import (
-    INDEX_MODES, LayoutOption, read_pil, reader_layout, rel, split_option,
+    Layout,
+    INDEX_MODES, LayoutOption, read_pil, rel, split_option,
 )
 from pipa_video.data.sources.layouts import (
     VIPER_CLS_DIR, VIPER_IMG_DIR, VIPER_NAME_RE, viper_image, viper_label,
@@ -110,8 +111,13 @@ def ignore_mask(raw: np.ndarray, *, split: str, label_step: int, ego_mask: bool)
     return ego_vehicle_mask(raw) if ego_mask else None
 
 
-LAYOUT = reader_layout(
-    globals(),
+LAYOUT = Layout(
+    name=NAME,
+    expected=EXPECTED,
+    check_root_fn=check_root,
+    scan_fn=scan,
+    id_space=ID_SPACE,
+    read_raw_label=read_raw_label,
     ignore_mask_fn=ignore_mask,
     options=(
         split_option("VIPER split folder (train, val, test)"),
