@@ -8,8 +8,7 @@
 Rows (``ROWS``; a new method is one more ``TrainRow`` naming its recipe file):
 - training steps of the shipped recipes (random weights, batch 2 source + 2 target clips, crop and
   clip length from the recipe): DAFormer self-training and PiPa++ (MiT-B5, 512x512); HRDA + MIC and
-  PiPa++ on HRDA + MIC (MiT-B5, 1024x1024) once their recipes exist, 'skipped: not implemented' until
-  then. Each step is what the trainer runs (bf16 autocast, backward, fused AdamW, EMA update), through
+  PiPa++ on HRDA + MIC (MiT-B5, 1024x1024; ``configs/mic/``, ``configs/pipa++/``). Each step is what the trainer runs (bf16 autocast, backward, fused AdamW, EMA update), through
   ``benchmarks/train_step.py``'s rig. Pseudo-label and temporal confidence thresholds are 0, so
   every loss does its full work (a random teacher is never confident);
 - evaluation of 2048x1024 frames, as ``pipa-video eval`` runs it (float32 with TF32, logits
@@ -52,7 +51,7 @@ from common import environment, sync, time_call  # noqa: E402
 from loader import FakeDataset, write_fake_dataset  # noqa: E402
 from train_step import autocast_for, build_step  # noqa: E402
 
-from pipa_video.config import ConfigError, load_config, validate  # noqa: E402
+from pipa_video.config import load_config, validate  # noqa: E402
 from pipa_video.data.build import PREFETCH_FACTOR, build_train_loaders  # noqa: E402
 from pipa_video.data.classes import get_class_set  # noqa: E402
 from pipa_video.data.frame_cache import cache_frames  # noqa: E402
@@ -80,9 +79,8 @@ DAFORMER = "configs/baselines/dacs_mit_b5_viper_to_csseq.py"
 PIPA = "configs/pipa++/pipa++_mit_b5_viper_to_csseq.py"
 # HRDA + MIC recipes come from another branch: the rows run as soon as files matching these globs
 # exist (edit a glob if the files are named otherwise).
-HRDA_MIC = "configs/*/hrda_mic_mit_b5_viper_to_csseq.py"
-PIPA_HRDA_MIC = "configs/*/pipa++_hrda_mic_mit_b5_viper_to_csseq.py"
-NOT_IMPLEMENTED = "skipped: not implemented"
+HRDA_MIC = "configs/mic/mic_hrda_mit_b5_viper_to_csseq.py"
+PIPA_HRDA_MIC = "configs/pipa++/pipa++_hrda_mic_mit_b5_viper_to_csseq.py"
 
 
 class Skip(Exception):
@@ -235,15 +233,12 @@ class Context:
         return self._weights[backbone]
 
     def recipe(self, pattern: str, overrides: dict) -> tuple[Any, str]:
-        """The recipe file matching ``pattern``, loaded with ``overrides`` at this scale."""
+        """The recipe file ``pattern`` (a path or glob under the repository), loaded with ``overrides`` at
+        this scale; a missing recipe or a config error fails the row (it names the file or key)."""
         matches = sorted(p for p in glob.glob(str(REPO / pattern)) if Path(p).is_file())
         if not matches:
-            raise Skip(f"{NOT_IMPLEMENTED} (no recipe file {pattern})")
-        merged = {**self.scale.model_overrides(), **overrides}
-        try:
-            cfg = load_config(matches[0], merged)
-        except ConfigError as err:
-            raise Skip(f"{NOT_IMPLEMENTED} ({err})") from None
+            raise FileNotFoundError(f"no recipe file {pattern}")
+        cfg = load_config(matches[0], {**self.scale.model_overrides(), **overrides})
         return cfg, str(Path(matches[0]).relative_to(REPO))
 
 
