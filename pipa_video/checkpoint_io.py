@@ -79,7 +79,11 @@ def _unreadable(path: Path, err: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = next((line for line in lines if "error" in line.lower() and "Weights only" not in line),
                   lines[0] if lines else type(err).__name__)
-    return f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {reason[:200]})"
+    reason = reason.split(". ")[0].rstrip(".")  # torch's first sentence names the fault; the rest is advice
+    if len(reason) > 200:
+        reason = reason[:199] + "…"
+    return f"{path}: corrupt or truncated checkpoint ({type(err).__name__}: {reason}); expected a whole file " \
+           "written by torch.save (copy it again or pick another checkpoint)"
 
 
 def save_checkpoint(obj: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -32,6 +32,7 @@ import contextlib
 import errno
 import sys
 import traceback
+import warnings
 from enum import IntEnum
 from typing import Callable, Iterator
 
@@ -171,7 +172,16 @@ def report(err: BaseException, *, prog: str, debug: bool = False) -> int:
 
 
 def run_command(fn: Callable[[], int], *, prog: str, debug: bool = False) -> int:
-    """Run a command's body; a user's error becomes one line and its exit code, a bug keeps its traceback."""
+    """Run a command's body; a user's error becomes one line and its exit code, a bug keeps its traceback.
+
+    Warnings print as one line too, ``<prog>: warning: <message>``, not Python's two lines that quote
+    our source code (restored when the command returns)."""
+    with warnings.catch_warnings():
+        warnings.formatwarning = lambda message, *_args, **_kw: f"{prog}: warning: {message}\n"
+        return _run(fn, prog=prog, debug=debug)
+
+
+def _run(fn: Callable[[], int], *, prog: str, debug: bool) -> int:
     try:
         return fn()
     except KeyboardInterrupt:

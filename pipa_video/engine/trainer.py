@@ -254,7 +254,9 @@ class Trainer:
         """Where the user's run stands after a stop: the newest checkpoint (all finite), or none."""
         latest = self.checkpoints.latest_path
         if latest.is_file():
-            return f"the last checkpoint, {latest}, is intact (every tensor finite) to resume from once the cause is fixed"
+            # Finite is not healthy: steps taken under the cause (a too-high learning rate) may already be in it.
+            return (f"the last checkpoint, {latest}, holds only finite tensors; once the cause is fixed resume from it, "
+                    f"or from an earlier iter_N.pth if the cause was already acting when it was written")
         return f"no checkpoint was written to {self.work_dir}"
 
     # ------------------------------------------------------------------ checkpoint payload and restore

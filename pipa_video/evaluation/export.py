@@ -46,8 +46,9 @@ import numpy as np
 from torch import nn
 
 from pipa_video.atomic import atomic_path, atomic_write_text, new_dir_beside, replace_dir
+from pipa_video.config import ConfigError
 from pipa_video.data.classes import (
-    CITYSCAPES_LABELID_TO_TRAINID, CITYSCAPES_NAMES, IGNORE_INDEX, cityscapes_trainid_to_labelid,
+    CITYSCAPES_LABELID_TO_TRAINID, CITYSCAPES_NAMES, IGNORE_INDEX, cityscapes_trainid_to_labelid, get_class_set,
 )
 from pipa_video.data.build import check_index_class_set, inference_dataset, load_domain_index
 from pipa_video.data.clips import ClipDataset
@@ -339,7 +340,11 @@ def export_for_server(cfg: Mapping, model: nn.Module, *, fmt: str, out_dir: str 
                       index_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """``pipa-video predict --format``: ``model``'s predictions of ``index_dir`` (default
     ``data.test.index``) in ``fmt``'s files and archive; see ``export_split``."""
-    get_format(fmt)
+    spec = get_format(fmt)
+    trained = get_class_set(cfg["class_set"])
+    if trained.names != CITYSCAPES_NAMES:  # its train ids are not the server's: 3 could be 'sky', not 'wall'
+        raise ConfigError(f"class_set: the {spec.name} server scores the 19 Cityscapes classes (cityscapes19); "
+                          f"this model predicts {trained.name} ({trained.num_classes} classes)")
     if index_dir:
         index = load_index(index_dir)
         check_index_class_set(index, cfg, key=f"--index {index_dir}")

@@ -45,9 +45,9 @@ def ema_horizon_warning(*, max_alpha: float, iters: int) -> str | None:
     cost 1.5 target mIoU over three seeds: docs/demo_findings.md, section F).
     """
     horizon = 1.0 / (1.0 - max_alpha) if max_alpha < 1.0 else float("inf")
-    if horizon < iters:
-        return None
     suggested = 1.0 - 1.0 / max(2.0, PAPER_HORIZON_SHARE * iters)
+    if horizon < iters or max_alpha <= suggested:  # a run too short for any horizon: nothing better to offer
+        return None
     return (f"uda.ema_alpha={max_alpha} averages the teacher over ~{horizon:.0f} iterations, no fewer "
             f"than the whole run (schedule.iters={iters}): the teacher stays the average of every student "
             f"since initialisation. {suggested:.3g} keeps the paper's horizon ({PAPER_HORIZON_SHARE:.1%} of the run).")

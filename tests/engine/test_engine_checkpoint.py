@@ -57,8 +57,14 @@ def test_missing_corrupt_and_foreign_files_get_clear_errors(tmp_path):
     good = save_checkpoint(_payload(1), tmp_path / "good.pth")
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="truncated.pth: corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="truncated.pth: corrupt or truncated") as caught:
         load_checkpoint(truncated)
+    assert str(caught.value).endswith("(copy it again or pick another checkpoint)")  # a whole sentence, not cut
+    half = tmp_path / "half.pth"
+    half.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match=r"half.pth: corrupt or truncated checkpoint \(RuntimeError: "
+                                              r"PytorchStreamReader failed reading zip archive[^.]*\); expected"):
+        load_checkpoint(half)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a checkpoint at all")
     with pytest.raises(CheckpointError, match="garbage.pth: not a torch checkpoint"):

@@ -54,7 +54,7 @@ def test_a_non_finite_weight_with_finite_losses_stops_before_the_next_checkpoint
     with pytest.raises(NonFiniteError, match=r"^teacher\.head\.bias: NaN or inf in the training state after "
                                              r"iteration 4 on rank 0; stopped without writing") as info:
         _trainer(method, tmp_path).fit()
-    assert f"the last checkpoint, {tmp_path / 'latest.pth'}, is intact" in str(info.value)
+    assert f"the last checkpoint, {tmp_path / 'latest.pth'}, holds only finite tensors" in str(info.value)
     assert load_checkpoint(tmp_path / "latest.pth")["step"] == 2 and not (tmp_path / "iter_4.pth").exists()
 
 

@@ -12,7 +12,7 @@ from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_ev
 from cityscapesscripts.helpers.labels import id2label
 
 from pipa_video.cli import main as cli_main
-from pipa_video.config import load_config
+from pipa_video.config import ConfigError, load_config
 from pipa_video.data.classes import IGNORE_INDEX, label_lut
 from pipa_video.data.index import DatasetError, load_index
 from pipa_video.data.io import read_rgb, write_png
@@ -210,3 +210,21 @@ def test_predict_format_command_exports_the_models_predictions(tmp_path, capsys)
     assert "data.test.index is not set" in capsys.readouterr().err
     assert cli_main(["predict", "--config", str(tmp_path / "cfg.py"), "--checkpoint", "x", "--out", "o"]) == 2
     assert "predict needs --input FOOTAGE, or --format" in capsys.readouterr().err
+
+
+def test_a_model_of_another_class_set_is_refused_before_anything_is_written(tmp_path):
+    """An unlabelled test index serves any class set, but a viper15 model's train ids are not Cityscapes'."""
+    from pipa_video.evaluation.export import export_for_server
+
+    index = acdc_test_index(tmp_path)
+    cfg = load_config(_write(tmp_path, CONFIG), {"class_set": "viper15"})
+    with pytest.raises(ConfigError, match=r"class_set: the acdc server scores the 19 Cityscapes classes "
+                                          r"\(cityscapes19\); this model predicts viper15 \(15 classes\)"):
+        export_for_server(cfg, torch.nn.Identity(), fmt="acdc", out_dir=tmp_path / "out", index_dir=index.index_dir)
+    assert not (tmp_path / "out").exists()
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "viper_cfg.py"
+    path.write_text(text)
+    return path

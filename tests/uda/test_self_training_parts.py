@@ -77,6 +77,9 @@ def test_ema_horizon_longer_than_the_run_is_flagged_with_the_papers_share():
     # A run shorter than 1/(1 - alpha) never leaves the ramp: its teacher is the plain average of all students.
     assert all(ema_alpha(it, max_alpha=0.999) < 0.999 for it in range(400))
     assert ema_horizon_warning(max_alpha=0.9, iters=400) is None
+    # Two iterations: no rate gives a horizon shorter than the run; 0.5 (the rule's floor) is not flagged.
+    assert ema_horizon_warning(max_alpha=0.5, iters=2) is None
+    assert "0.5 keeps the paper's horizon" in ema_horizon_warning(max_alpha=0.9, iters=2)
 
 
 def test_building_a_short_self_training_run_warns_about_its_teacher(caplog):
