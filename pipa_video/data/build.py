@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import os
+
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -168,8 +170,9 @@ def build_eval_dataset(cfg: Mapping, split: str = "val", *, all_frames: bool = F
         raise ValueError(f"evaluation split must be one of {[d.value for d in EVAL_SPLITS]}, got {split!r}")
     index = load_domain_index(cfg, domain)
     check_not_cached(index, key=f"data.{domain.value}.index")  # evaluation scores full-resolution labels
-    return inference_dataset(index, resize=_pair(cfg["evaluation"]["resize"], "evaluation.resize"), mean=cfg["data"]["mean"],
-                             std=cfg["data"]["std"], all_frames=all_frames, keep_frames=keep_frames)
+    return inference_dataset(index, resize=_pair(cfg["evaluation"]["resize"], "evaluation.resize"),
+                             mean=cfg["data"]["mean"], std=cfg["data"]["std"], all_frames=all_frames,
+                             keep_frames=keep_frames)
 
 
 def inference_dataset(index: FrameIndex, *, resize: tuple[int, int] | None, mean, std, all_frames: bool = True,
@@ -200,11 +203,18 @@ def worker_init(worker_id: int) -> None:
 PREFETCH_FACTOR = 4
 
 
+def usable_workers(requested: int) -> int:
+    """``data.num_workers`` capped at the CPUs this process may use: more workers than cores only
+    compete for them (torch warns), and the batches do not depend on the worker count."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(int(requested), cpus)
+
+
 def _loader(dataset: ClipDataset | MultiSourceDataset, sampler: IterationSampler | MultiSourceSampler,
             cfg: Mapping) -> DataLoader:
     """The training DataLoader: persistent workers that prefetch, and page-locked (pinned) batches
     when training on CUDA, so that the trainer's ``non_blocking`` copies overlap with compute."""
-    workers = int(cfg["data"]["num_workers"])
+    workers = usable_workers(cfg["data"]["num_workers"])
     pin = torch.cuda.is_available() and cfg["runtime"]["device"] != "cpu"
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin, worker_init_fn=worker_init,

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from pipa_video.data.build import worker_init
+from pipa_video.data.build import usable_workers, worker_init
 from pipa_video.data.index import DatasetError
 from pipa_video.data.io import read_train_ids
 from pipa_video.evaluation.evaluator import DatasetEvaluator
@@ -181,7 +181,8 @@ def inference_on_dataset(predictor: PredictorLike, dataset: Dataset, evaluator: 
     from tqdm import tqdm
 
     mine = shard(dataset, range(len(dataset)) if items is None else items, comm, by_sequence=by_sequence)
-    loader = DataLoader(_Numbered(dataset, mine), batch_size=1, num_workers=num_workers, worker_init_fn=worker_init)
+    loader = DataLoader(_Numbered(dataset, mine), batch_size=1, num_workers=usable_workers(num_workers),
+                        worker_init_fn=worker_init)
     evaluator.reset()
     with predictor.predicting(), torch.inference_mode():
         for inputs in tqdm(loader, desc=progress, disable=progress is None or comm.rank != 0):

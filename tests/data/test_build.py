@@ -186,3 +186,13 @@ def test_training_loader_pins_memory_for_cuda_and_prefetches_with_persistent_wor
     assert captured["num_workers"] == workers and captured["persistent_workers"] is (workers > 0)
     assert captured["prefetch_factor"] == (build.PREFETCH_FACTOR if workers else None)
     assert captured["worker_init_fn"] is build.worker_init
+
+
+def test_loaders_use_no_more_workers_than_usable_cpus():
+    import os
+
+    from pipa_video.data.build import usable_workers
+
+    cpus = len(os.sched_getaffinity(0))
+    assert usable_workers(0) == 0 and usable_workers(1) == 1
+    assert usable_workers(cpus + 7) == cpus
