@@ -127,7 +127,7 @@ def stream_stats(path: str | os.PathLike) -> StreamStats:
                 if packet.pos is not None and packet.pos >= 0:
                     last_end = max(last_end, packet.pos + packet.size)
     except (av.FFmpegError, IndexError) as err:
-        reason = "no video stream" if isinstance(err, IndexError) else (getattr(err, "strerror", None) or str(err))
+        reason = "no video stream" if isinstance(err, IndexError) else getattr(err, "strerror", None) or str(err)
         raise DatasetError(f"cannot read video {path}: {reason}; expected a video file FFmpeg can open, "
                            "with a video stream") from None
     measured = (len(stamps) - 1) / (max(stamps) - min(stamps)) if len(stamps) > 1 and max(stamps) > min(stamps) else None

@@ -21,8 +21,8 @@ from pipa_video.data.clips import ClipDataset
 from pipa_video.data.footage import FootageWarning, main, prepare_footage
 from pipa_video.data.index import EXTRACTED, RANDOM_ACCESS, DatasetError, load_index
 from pipa_video.data.video_probe import iter_frames, probe_video
-from tests.footage_media import (H, W, damaged_msmpeg4_avi, mpeg4_bframes_avi, numbered_frames, sequential_frames, truncated_mjpeg_avi,
-                                 write_av, write_photo)
+from tests.footage_media import (H, W, damaged_msmpeg4_avi, mpeg4_bframes_avi, numbered_frames, sequential_frames,
+                                 truncated_mjpeg_avi, write_av, write_photo)
 
 REPO = Path(__file__).resolve().parents[2]
 
