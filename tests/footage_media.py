@@ -79,3 +79,14 @@ def corrupt_mjpeg_avi(path: Path, *, frame: int = 10, n: int = 40) -> Path:
     data[starts[frame] + 2:starts[frame] + 300] = bytes(298)
     path.write_bytes(bytes(data))
     return path
+
+
+def damaged_msmpeg4_avi(path: Path, n: int = 40, *, flips: int = 40, seed: int = 0) -> Path:
+    """An MS-MPEG-4 AVI with bytes flipped in its second two thirds: every frame still decodes (with
+    concealment), but FFmpeg logs ``[msmpeg4 @ 0x...] Error at MB: ...`` lines while decoding it."""
+    write_av(path, numbered_frames(n), codec="msmpeg4", gop=100)
+    data = bytearray(path.read_bytes())
+    for i in np.random.default_rng(seed).integers(len(data) // 3, len(data), flips):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path

@@ -12,11 +12,17 @@ rate is measured, and a video whose random access is not exact has its frames ex
 to ``DIR/frames/<sequence>/<frame:06d>.png``; ``meta.json``'s ``videos`` records which reading
 applies. The index has no class set (``meta.class_set`` null, no pixel-count columns), so it
 serves a model of any class set.
+
+``prepare_footage`` writes everything (extracted frames, ``index.csv``, ``meta.json``) into a new
+folder next to DIR (``.DIR.prepare-<random>``, as the other prepare tools do), which then replaces DIR
+in one step (``atomic.replace_dir``): a failed or interrupted prepare leaves no output, and a failed
+re-prepare keeps the previous index whole. The index records extracted frames relative to its own
+folder (``frames_dir``), so it reads the same after the swap.
 """
 from __future__ import annotations
 
 import argparse
-import sys
+import shutil
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -25,12 +31,15 @@ from typing import Sequence
 
 import pandas as pd
 
+from pipa_video.atomic import replace_dir
 from pipa_video.data import io as data_io
 from pipa_video.data.index import (BASE_COLUMNS, EXTRACTED, FRAME_FILE, INDEX_FILE, RANDOM_ACCESS, DatasetError,
                                    FrameIndex, IndexMeta, frame_index, write_index)
+from pipa_video.data.prepare import staging_dir
 from pipa_video.data.sources.base import absolute, image_size, list_files, natural_key, rel
 from pipa_video.data.sources.layouts import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pipa_video.data.video_probe import VideoProbe, iter_frames, probe_video
+from pipa_video.errors import run_command
 
 LAYOUT = "footage"
 FRAMES_DIR = "frames"
@@ -122,7 +131,7 @@ def extract_frames(video: Path, out_dir: Path, *, frames: range) -> None:
             break  # before decoding further: a cut or corrupt video cannot decode past its indexed frames
 
 
-def _video_rows(item: Item, name: str, *, data_root: Path, out_dir: Path, frame_step: int,
+def _video_rows(item: Item, name: str, *, data_root: Path, out_dir: Path, shown_dir: Path, frame_step: int,
                 quiet: bool) -> tuple[list[dict], dict]:
     probe: VideoProbe = probe_video(item.path)
     for message in probe.warnings():
@@ -137,7 +146,8 @@ def _video_rows(item: Item, name: str, *, data_root: Path, out_dir: Path, frame_
     if not exact:
         record["frames_dir"] = f"{FRAMES_DIR}/{name}"
         if not quiet:
-            print(f"extracting {len(numbers)} frames of {item.path} to {out_dir / record['frames_dir']}", flush=True)
+            print(f"extracting {len(numbers)} frames of {item.path} to {shown_dir / record['frames_dir']}",
+                  flush=True)
         extract_frames(item.path, out_dir / record["frames_dir"], frames=numbers)
     image = rel(item.path, data_root)
     return [dict(sequence=name, frame=f, image=image) for f in numbers], record
@@ -168,9 +178,11 @@ class Footage:
 
 def index_footage(root: str | Path, work_dir: str | Path, *, frame_step: int = 1,
                   root_images: RootImages | str = RootImages.PHOTOS, verify_images: bool = False,
-                  quiet: bool = True) -> Footage:
+                  quiet: bool = True, final_dir: str | Path | None = None) -> Footage:
     """Probe and index the footage under ``root`` in memory (nothing written but the frames of videos
     whose random access is not exact, extracted under ``work_dir/frames``, the index's directory).
+    ``final_dir``: where ``work_dir`` is published afterwards (a staging folder's destination), named
+    in the progress lines instead of ``work_dir``.
 
     What ``prepare_footage`` writes and what ``pipa-video predict`` reads a raw input through. Raises
     ``DatasetError`` naming the file for unreadable input.
@@ -178,13 +190,14 @@ def index_footage(root: str | Path, work_dir: str | Path, *, frame_step: int = 1
     if frame_step < 1:
         raise DatasetError(f"--frame-step must be >= 1, got {frame_step}")
     root, work_dir = absolute(root), absolute(work_dir)
+    shown_dir = absolute(final_dir) if final_dir is not None else work_dir
     items = find_footage(root, root_images=RootImages(root_images))
     data_root = root if root.is_dir() else root.parent
     names = sequence_names(items, data_root)
     rows, videos = [], {}
     for item, name in zip(items, names):
         if item.kind is Kind.VIDEO:
-            item_rows, record = _video_rows(item, name, data_root=data_root, out_dir=work_dir,
+            item_rows, record = _video_rows(item, name, data_root=data_root, out_dir=work_dir, shown_dir=shown_dir,
                                             frame_step=frame_step, quiet=quiet)
             videos[item_rows[0]["image"]] = record
         else:
@@ -201,12 +214,23 @@ def prepare_footage(root: str | Path, out_dir: str | Path, *, frame_step: int = 
     """Index the footage under ``root`` into ``out_dir`` (``index.csv``, ``meta.json``, ``frames/``).
 
     ``frame_step=k`` indexes video frames 0, k, 2k, ... (clip offsets must then be multiples of k).
-    Raises ``DatasetError`` naming the file for unreadable input. Returns ``out_dir``.
+    Everything is written into a staging folder that replaces ``out_dir`` whole at the end (module
+    docstring): on any failure nothing is left. ``out_dir`` must be new, empty or an index. Raises
+    ``DatasetError`` naming the file for unreadable input. Returns ``out_dir``.
     """
     out_dir = absolute(out_dir)
-    footage = index_footage(root, out_dir, frame_step=frame_step, root_images=root_images,
-                            verify_images=verify_images, quiet=quiet)
-    write_index(out_dir, footage.index.frames, footage.index.meta)
+    if frame_step < 1:  # before creating anything
+        raise DatasetError(f"--frame-step must be >= 1, got {frame_step}")
+    find_footage(absolute(root), root_images=RootImages(root_images))  # a wrong ROOT fails before any folder
+    staging = staging_dir(out_dir)
+    try:
+        footage = index_footage(root, staging, frame_step=frame_step, root_images=root_images,
+                                verify_images=verify_images, quiet=quiet, final_dir=out_dir)
+        write_index(staging, footage.index.frames, footage.index.meta)
+        replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if not quiet:
         print(summary_text(list(footage.items), footage.index.frames, footage.index.meta.videos,
                            header=f"prepared footage {absolute(root)} -> {out_dir / INDEX_FILE}"))
@@ -246,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify-images", action="store_true",
                         help="decode every image fully, refusing truncated files (default: read headers only)")
     parser.add_argument("--quiet", action="store_true", help="no summary")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     return parser
 
 
@@ -254,12 +279,18 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    warnings.formatwarning = _one_line_warning
-    try:
+    """``data_tools/prepare_video.py``: one error line and the exit code of its kind (``pipa_video.errors``),
+    as the other prepare tools; warnings are one ``warning:`` line each."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def run() -> int:
         prepare_footage(args.root, args.out, frame_step=args.frame_step, root_images=args.root_images,
                         verify_images=args.verify_images, quiet=args.quiet)
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:
+        return run_command(run, prog=parser.prog, debug=args.debug)
+    finally:
+        warnings.formatwarning = previous

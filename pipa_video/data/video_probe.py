@@ -15,9 +15,15 @@ Why each check exists (measured on OpenCV's sample videos, Debian package opencv
   stream timestamps (2.3 fps). The rate is measured from the packets' timestamps (PyAV demux, no
   decoding); where it differs from the header's by more than ``FPS_TOLERANCE`` the measured rate is
   used, with a warning.
+
+FFmpeg's own log lines (``[msmpeg4 @ 0x...] Error at MB: 1004``, ``[mjpeg @ 0x...] No JPEG data found``)
+are silenced (``quiet_decoders``): the probe's warning reports damaged frames, one line per video.
+They come from decord's bundled FFmpeg (its own libavutil, so its own log level); PyAV's bundled
+FFmpeg is silent unless a caller enables PyAV's logging, which is left as the caller set it.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +37,19 @@ from pipa_video.data.io import open_video
 NUM_SAMPLES = 6  # key frames checked per video, each with its predecessor (a clip's t and t-1)
 FPS_TOLERANCE = 0.02  # relative difference between header and measured rate that is reported
 SAME_FRAME_TOLERANCE = 4  # max per-pixel difference between two decoders' RGB of one frame
+
+
+@functools.cache
+def quiet_decoders() -> None:
+    """Silence the log lines decord's FFmpeg prints on damaged input (once per process).
+
+    A library-level choice, made where the package opens videos: the errors that matter reach the
+    user as one warning or error line naming the file. ``decord.logging.set_level`` touches only
+    decord's own FFmpeg copy; PyAV's logging (off by default) is not changed.
+    """
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,9 @@ def stream_stats(path: str | os.PathLike) -> StreamStats:
                 if packet.pos is not None and packet.pos >= 0:
                     last_end = max(last_end, packet.pos + packet.size)
     except (av.FFmpegError, IndexError) as err:
-        raise DatasetError(f"cannot read video {path}: {err}") from None
+        reason = "no video stream" if isinstance(err, IndexError) else getattr(err, "strerror", None) or str(err)
+        raise DatasetError(f"cannot read video {path}: {reason}; expected a video file FFmpeg can open, "
+                           "with a video stream") from None
     measured = (len(stamps) - 1) / (max(stamps) - min(stamps)) if len(stamps) > 1 and max(stamps) > min(stamps) else None
     header_frames = int(stream.frames or 0)
     cut = last_end >= os.path.getsize(path) and header_frames > packets
@@ -163,6 +184,7 @@ def same_frame(a: np.ndarray, b: np.ndarray) -> bool:
 def _random_access_mismatches(path: str | os.PathLike,
                               expected: dict[int, np.ndarray]) -> tuple[tuple[int, int | None], ...]:
     """Sampled frames (in sampling order) that decord's random access gets wrong, with what it returned."""
+    quiet_decoders()
     try:
         reader = open_video(path)  # a fresh reader: the check starts from where training starts
     except DatasetError:

@@ -21,8 +21,8 @@ from pipa_video.data.clips import ClipDataset
 from pipa_video.data.footage import FootageWarning, main, prepare_footage
 from pipa_video.data.index import EXTRACTED, RANDOM_ACCESS, DatasetError, load_index
 from pipa_video.data.video_probe import iter_frames, probe_video
-from tests.footage_media import (H, W, mpeg4_bframes_avi, numbered_frames, sequential_frames, truncated_mjpeg_avi,
-                                 write_av, write_photo)
+from tests.footage_media import (H, W, damaged_msmpeg4_avi, mpeg4_bframes_avi, numbered_frames, sequential_frames,
+                                 truncated_mjpeg_avi, write_av, write_photo)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -183,10 +183,11 @@ def test_cli_help_and_errors(tmp_path, capsys):
     assert help_text.startswith("usage: prepare_video.py") and "labels/" not in help_text
     assert "--class-set" not in help_text
     (tmp_path / "notes.txt").write_text("x")
-    assert main([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o")]) == 1
+    assert main([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o")]) == 3  # bad data (errors.ExitCode)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "notes.txt is neither a video nor a photo" in err[0]
-    assert main([str(tmp_path / "empty_dir_missing"), "--out", str(tmp_path / "o")]) == 1
+    assert len(err) == 1 and err[0].startswith("prepare_video.py: error: ")
+    assert "notes.txt is neither a video nor a photo" in err[0]
+    assert main([str(tmp_path / "empty_dir_missing"), "--out", str(tmp_path / "o")]) == 3
     assert not (tmp_path / "o").exists()
 
 
@@ -200,3 +201,88 @@ def test_cli_summary_and_one_line_warnings(tmp_path):
     assert meta["class_set"] is None and meta["videos"]["drive.avi"]["frames_dir"] == "frames/drive"
     assert len(list((tmp_path / "index" / "frames" / "drive").glob("*.png"))) == 60
     assert pd.read_csv(tmp_path / "index" / "index.csv")["frame"].tolist() == list(range(60))
+
+
+# --- the error contract, staged output, FFmpeg's log lines ------------------------------------------
+def _prepare_video(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "data_tools" / "prepare_video.py"), *map(str, args)],
+                          capture_output=True, text=True, **kw)
+
+
+def _one_error_line(stderr: str, path) -> str:
+    lines = [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"prepare_video.py: error: ") and str(path) in lines[0], stderr
+    return lines[0]
+
+
+def test_cli_errors_follow_the_error_contract(tmp_path, capsys):
+    """README "When things go wrong": one ``prepare_video.py: error:`` line naming the file, exit 3 (data)."""
+    photos = tmp_path / "photos"
+    photo = write_photo(photos / "cut.jpg", 320, 240)
+    photo.write_bytes(photo.read_bytes()[:3000])
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"not a video at all" * 50)
+    cases = [([tmp_path / "missing"], tmp_path / "missing", "not found: expected ROOT is a video"),
+             ([photos, "--verify-images"], photo, "truncated JPEG"),
+             ([fake], fake, "Invalid data found when processing input; expected a video file")]
+    for args, path, what in cases:
+        assert main([*map(str, args), "--out", str(tmp_path / "out")]) == 3
+        line = _one_error_line(capsys.readouterr().err, path)
+        assert what in line and "[Errno" not in line
+        assert not (tmp_path / "out").exists()
+    run = _prepare_video(fake, "--out", tmp_path / "out")  # the script itself, and --debug's traceback
+    assert run.returncode == 3
+    _one_error_line(run.stderr, fake)
+    debug = _prepare_video(fake, "--out", tmp_path / "out", "--debug")
+    assert debug.returncode == 3 and debug.stderr.startswith("Traceback (most recent call last)")
+    assert debug.stderr.strip().splitlines()[-1] == run.stderr.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4", "photos"]
+
+
+def test_a_failed_prepare_leaves_no_output_and_keeps_the_previous_index(tmp_path):
+    root = tmp_path / "footage"
+    root.mkdir()
+    truncated_mjpeg_avi(root / "cut.avi", 0.66)  # extracted (its reads past the cut are not exact) ...
+    (root / "zz.mp4").write_bytes(b"not a video at all" * 50)  # ... before this one fails
+    out = tmp_path / "new" / "index"
+    run = _prepare_video(root, "--out", out)
+    assert run.returncode == 3 and "extracting 26 frames" in run.stdout
+    _one_error_line(run.stderr, root / "zz.mp4")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == []  # no frames/, no staging folder
+
+    (root / "zz.mp4").unlink()
+    run = _prepare_video(root, "--out", out, check=True)
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len([p for p in before if p.parts[0] == "frames"]) == 26
+    (root / "zz.mp4").write_bytes(b"not a video at all" * 50)
+    assert _prepare_video(root, "--out", out).returncode == 3
+    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before  # the previous index whole, frames and all
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["index"]
+
+
+def test_the_published_index_reads_the_published_frames(tmp_path):
+    video = mpeg4_bframes_avi(tmp_path / "drive.avi")
+    with pytest.warns(FootageWarning):
+        out = prepare_footage(video, tmp_path / "index", quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.avi", "index"]  # the staging folder is gone
+    index = load_index(out)
+    assert index.meta.root == str(tmp_path) and index.meta.videos["drive.avi"]["frames_dir"] == "frames/drive"
+    truth = sequential_frames(video)
+    for row in (0, 31, 59):
+        path, frame = index.frame_source(row)
+        assert path.parent == out / "frames" / "drive" and path.is_file()
+        np.testing.assert_array_equal(data_io.read_frame(path, frame), truth[frame])
+
+
+def test_ffmpeg_log_lines_do_not_reach_the_terminal(tmp_path):
+    """A damaged video: FFmpeg's own lines (``[msmpeg4 @ 0x...] Error at MB``) are silenced; the tool's
+    warnings remain, one line each."""
+    root = tmp_path / "footage"
+    damaged_msmpeg4_avi(root / "damaged.avi")  # (write_av makes the folder)
+    truncated_mjpeg_avi(root / "cut.avi", 0.66)
+    run = _prepare_video(root, "--out", tmp_path / "index", "--quiet", check=True)
+    assert run.stderr, "expected the tool's warnings"
+    assert all(line.startswith("warning: ") for line in run.stderr.splitlines()), run.stderr
+    assert " @ 0x" not in run.stderr
