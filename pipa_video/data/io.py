@@ -147,6 +147,18 @@ class VideoFrameReader:
         return {"max_open": self.max_open, "_open": OrderedDict()}
 
 
+def quiet_decoders() -> None:
+    """Silence the log lines decord's FFmpeg prints on damaged input (once per process).
+
+    A library-level choice, made where the package opens videos: the errors that matter reach the
+    user as one warning or error line naming the file. ``decord.logging.set_level`` touches only
+    decord's own FFmpeg copy; PyAV's logging (off by default) is not changed.
+    """
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+
+
 def open_video(path: str | os.PathLike):
     """A decord VideoReader, or a DatasetError naming the file when it is missing, unreadable or empty."""
     import decord
@@ -154,6 +166,7 @@ def open_video(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"video {path} not found")
+    quiet_decoders()  # every reader, training workers included
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as err:  # decord raises its own DECORDError with a C++ trace

@@ -17,7 +17,7 @@ Why each check exists (measured on OpenCV's sample videos, Debian package opencv
   used, with a warning.
 
 FFmpeg's own log lines (``[msmpeg4 @ 0x...] Error at MB: 1004``, ``[mjpeg @ 0x...] No JPEG data found``)
-are silenced (``quiet_decoders``): the probe's warning reports damaged frames, one line per video.
+are silenced (``io.quiet_decoders``, in ``io.open_video``): the probe's warning reports damaged frames, one line per video.
 They come from decord's bundled FFmpeg (its own libavutil, so its own log level); PyAV's bundled
 FFmpeg is silent unless a caller enables PyAV's logging, which is left as the caller set it.
 """
@@ -40,18 +40,6 @@ SAME_FRAME_TOLERANCE = 4  # max per-pixel difference between two decoders' RGB o
 
 
 @functools.cache
-def quiet_decoders() -> None:
-    """Silence the log lines decord's FFmpeg prints on damaged input (once per process).
-
-    A library-level choice, made where the package opens videos: the errors that matter reach the
-    user as one warning or error line naming the file. ``decord.logging.set_level`` touches only
-    decord's own FFmpeg copy; PyAV's logging (off by default) is not changed.
-    """
-    import decord
-
-    decord.logging.set_level(decord.logging.QUIET)
-
-
 @dataclass(frozen=True)
 class StreamStats:
     """What the container says and what its packets show (PyAV demux, no decoding)."""
@@ -184,7 +172,6 @@ def same_frame(a: np.ndarray, b: np.ndarray) -> bool:
 def _random_access_mismatches(path: str | os.PathLike,
                               expected: dict[int, np.ndarray]) -> tuple[tuple[int, int | None], ...]:
     """Sampled frames (in sampling order) that decord's random access gets wrong, with what it returned."""
-    quiet_decoders()
     try:
         reader = open_video(path)  # a fresh reader: the check starts from where training starts
     except DatasetError:
