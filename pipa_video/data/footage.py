@@ -274,13 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``data_tools/prepare_video.py``: one error line and the exit code of its kind (``pipa_video.errors``),
-    as the other prepare tools; warnings are one ``warning:`` line each."""
+    as the other prepare tools; warnings are one ``prepare_video.py: warning:`` line each (``run_command``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
 
@@ -289,8 +285,4 @@ def main(argv: Sequence[str] | None = None) -> int:
                         verify_images=args.verify_images, quiet=args.quiet)
         return 0
 
-    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
-    try:
-        return run_command(run, prog=parser.prog, debug=args.debug)
-    finally:
-        warnings.formatwarning = previous
+    return run_command(run, prog=parser.prog, debug=args.debug)

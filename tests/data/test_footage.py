@@ -196,7 +196,7 @@ def test_cli_summary_and_one_line_warnings(tmp_path):
     run = subprocess.run([sys.executable, str(REPO / "data_tools" / "prepare_video.py"), str(video), "--out",
                           str(tmp_path / "index")], capture_output=True, text=True, check=True)
     assert "drive: 60 frames, 25.000 fps, read by extracted" in run.stdout
-    assert re.fullmatch(r"warning: .*drive\.avi: random access returned wrong frames .*\n", run.stderr)
+    assert re.fullmatch(r"prepare_video.py: warning: .*drive\.avi: random access returned wrong frames .*\n", run.stderr)
     meta = json.loads((tmp_path / "index" / "meta.json").read_text())
     assert meta["class_set"] is None and meta["videos"]["drive.avi"]["frames_dir"] == "frames/drive"
     assert len(list((tmp_path / "index" / "frames" / "drive").glob("*.png"))) == 60
@@ -210,7 +210,7 @@ def _prepare_video(*args, **kw) -> subprocess.CompletedProcess:
 
 
 def _one_error_line(stderr: str, path) -> str:
-    lines = [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+    lines = [line for line in stderr.splitlines() if not line.startswith("prepare_video.py: warning: ")]
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"prepare_video.py: error: ") and str(path) in lines[0], stderr
     return lines[0]
@@ -284,5 +284,5 @@ def test_ffmpeg_log_lines_do_not_reach_the_terminal(tmp_path):
     truncated_mjpeg_avi(root / "cut.avi", 0.66)
     run = _prepare_video(root, "--out", tmp_path / "index", "--quiet", check=True)
     assert run.stderr, "expected the tool's warnings"
-    assert all(line.startswith("warning: ") for line in run.stderr.splitlines()), run.stderr
+    assert all(line.startswith("prepare_video.py: warning: ") for line in run.stderr.splitlines()), run.stderr
     assert " @ 0x" not in run.stderr
