@@ -176,9 +176,13 @@ def run_command(fn: Callable[[], int], *, prog: str, debug: bool = False) -> int
 
     Warnings print as one line too, ``<prog>: warning: <message>``, not Python's two lines that quote
     our source code (restored when the command returns)."""
-    with warnings.catch_warnings():
-        warnings.formatwarning = lambda message, *_args, **_kw: f"{prog}: warning: {message}\n"
+    # catch_warnings restores filters and showwarning, not formatwarning: put it back by hand.
+    previous = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kw: f"{prog}: warning: {message}\n"
+    try:
         return _run(fn, prog=prog, debug=debug)
+    finally:
+        warnings.formatwarning = previous
 
 
 def _run(fn: Callable[[], int], *, prog: str, debug: bool) -> int:

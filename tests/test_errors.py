@@ -82,3 +82,17 @@ def test_debug_adds_the_traceback(capsys):
     assert run_command(fails, prog="pipa-video eval", debug=True) == ExitCode.CHECKPOINT
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.endswith("pipa-video eval: error: c.pth: not a torch checkpoint\n")
+
+
+def test_run_command_prints_warnings_as_one_line_and_restores_the_format():
+    import warnings
+
+    before, seen = warnings.formatwarning, []
+
+    def body():  # what warnings.showwarning would print (pytest captures the warning itself)
+        seen.append(warnings.formatwarning("clip.avi: 3 frames unreadable", UserWarning, "footage.py", 187))
+        return 0
+
+    assert run_command(body, prog="pipa-video x") == 0
+    assert seen == ["pipa-video x: warning: clip.avi: 3 frames unreadable\n"]
+    assert warnings.formatwarning is before
