@@ -83,10 +83,10 @@ def test_full_demo(tmp_path):
         assert 0 <= result["target_mIoU"] <= 100 and result["per_class_IoU"]
         assert "flicker_rate" in result and "flow_warped_consistency" in result
     assert summary["overlay"].endswith(".mp4") and Path(summary["overlay"]).is_file()  # the video, not a folder
-    # Issue 3's criterion at the demo's seed 0. Self-training led by 1.8-2.9 mIoU at each of three seeds
-    # (docs/demo_findings.md, F), so this is a real check, not a coin toss.
+    # What five seeds support (docs/demo_findings.md, H): PiPa++ beats self-training, paired 95% interval
+    # [+0.07, +2.71]; +1.27 at this seed. (Self-training vs source-only no longer holds across seeds.)
     miou = {name: r["target_mIoU"] for name, r in summary["methods"].items()}
-    assert miou["self_training"] > miou["source_only"], miou
+    assert miou["pipa++"] > miou["self_training"], miou
 
 
 @pytest.mark.parametrize("reference,views", [("teacher", "mixed_and_crop"), ("student", "mixed_and_crop"),
