@@ -168,6 +168,15 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _publish(work_dir: Path, summary: dict[str, Any], table: str) -> dict[str, Any]:
+    """``summary.json`` and the markdown ``summary.md`` of a demo run (each atomic), the table printed."""
+    atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(work_dir / "summary.md", table + "\n")
+    print(table)
+    print(f"summary: {work_dir / 'summary.json'} ({summary['total_wall_time_s']:.0f} s)")
+    return summary
+
+
 def run_demo(*, work_dir: Path, iters: int | None = None, seed: int = 0,
              methods: tuple[DemoMethod, ...] = METHODS) -> dict[str, Any]:
     started = time.perf_counter()
@@ -190,12 +199,7 @@ def run_demo(*, work_dir: Path, iters: int | None = None, seed: int = 0,
         "overlay": str(video),
         "total_wall_time_s": round(time.perf_counter() - started, 1),
     }
-    atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2))
-    table = format_table(results)
-    atomic_write_text(work_dir / "summary.md", table + "\n")
-    print(table)
-    print(f"summary: {work_dir / 'summary.json'} ({summary['total_wall_time_s']:.0f} s)")
-    return summary
+    return _publish(work_dir, summary, format_table(results))
 
 
 # --- several seeds ----------------------------------------------------------------------------
@@ -290,9 +294,4 @@ def run_demo_seeds(*, work_dir: Path, seeds: list[int], iters: int | None = None
     summary = {"benchmark": BENCHMARK, "protocol": cfg.evaluation.protocol, "reported_split": f"target {REPORT_SPLIT}",
                "selection_split": "target val (held-out)", "data_seed": seeds[0], **stats, "plot": str(plot),
                "total_wall_time_s": round(time.perf_counter() - started, 1)}
-    atomic_write_text(work_dir / "summary.json", json.dumps(summary, indent=2))
-    table = format_seed_tables(stats)
-    atomic_write_text(work_dir / "summary.md", table + "\n")
-    print(table)
-    print(f"summary: {work_dir / 'summary.json'} ({summary['total_wall_time_s']:.0f} s)")
-    return summary
+    return _publish(work_dir, summary, format_seed_tables(stats))

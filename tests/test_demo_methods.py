@@ -7,11 +7,8 @@ import pytest
 from pipa_video.cli import build_parser
 from pipa_video.demo import (ALL_METHODS, METHODS, demo_config, methods_by_name, overlay_video, prepare_demo_data,
                              run_demo_seeds)
-from pipa_video.synthetic import SyntheticSpec
+from tests.demo_data import TINY_HRDA as TINY  # HRDA's context is half the frame: 128x64
 
-# HRDA's context image is half the frame: MiT needs at least 32 px per side, so frames of 128x64.
-TINY = SyntheticSpec(width=128, height=64, source_train_sequences=1, source_val_sequences=1, source_frames=6,
-                     target_train_snippets=1, target_val_snippets=1, target_test_snippets=1)
 
 
 def test_methods_are_chosen_by_name_and_the_default_is_unchanged():

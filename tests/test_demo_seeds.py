@@ -5,12 +5,10 @@ import stat
 import pytest
 
 from pipa_video.cli import build_parser
-from pipa_video.synthetic import SyntheticSpec
+from tests.demo_data import TINY
 from pipa_video.demo import format_seed_tables, run_demo_seeds, seed_statistics
 from pipa_video.evaluation.stats import paired_difference
 
-TINY = SyntheticSpec(width=64, height=32, source_train_sequences=1, source_val_sequences=1, source_frames=6,
-                     target_train_snippets=1, target_val_snippets=1, target_test_snippets=1)
 
 
 def _fake_runs():

@@ -10,11 +10,9 @@ import pytest
 import torch
 
 from pipa_video.cli import main
-from pipa_video.synthetic import SyntheticSpec
+from tests.demo_data import TINY
 from pipa_video.demo import prepare_demo_data
 
-TINY = SyntheticSpec(width=64, height=32, source_train_sequences=1, source_val_sequences=1, source_frames=6,
-                     target_train_snippets=1, target_val_snippets=1, target_test_snippets=1)
 CONFIG = "configs/demo/pipa++_synthetic.py"
 
 

@@ -16,13 +16,11 @@ import numpy as np
 import pytest
 
 from pipa_video.cli import main
-from pipa_video.synthetic import SyntheticSpec
+from tests.demo_data import TINY
 from pipa_video.demo import prepare_demo_data
 from tests.footage_media import numbered_frames, write_av, write_photo
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = SyntheticSpec(width=64, height=32, source_train_sequences=1, source_val_sequences=1, source_frames=6,
-                     target_train_snippets=1, target_val_snippets=1, target_test_snippets=1)
 
 
 def readme_commands(section: str) -> list[str]:

@@ -5,11 +5,8 @@ import torch
 
 from pipa_video.cli import main
 from pipa_video.demo import prepare_demo_data
-from pipa_video.synthetic import SyntheticSpec
+from tests.demo_data import TINY_HRDA as TINY  # HRDA's context is half the frame: 128x64
 
-# HRDA's context image is half the frame: MiT needs at least 32 px per side, so frames of 128x64.
-TINY = SyntheticSpec(width=128, height=64, source_train_sequences=1, source_val_sequences=1, source_frames=6,
-                     target_train_snippets=1, target_val_snippets=1, target_test_snippets=1)
 CONFIG = "configs/demo/pipa++_hrda_mic_synthetic.py"
 
 

@@ -44,7 +44,7 @@ def build_segmentor(model_cfg: Mapping, *, num_classes: int, load_pretrained: bo
         num_classes=num_classes,
         channels=int(_get(model_cfg, "decode_head.channels")),
         dropout=float(_get(model_cfg, "decode_head.dropout")),
-        channels_last=bool(_get_or(model_cfg, "decode_head.channels_last", False)),
+        channels_last=bool(_get_or(model_cfg, "decode_head.channels_last", True)),
         norm=_get_or(model_cfg, "decode_head.norm", "batch"),
     )
     segmentor = Segmentor(backbone=backbone, decode_head=head, num_classes=num_classes)
